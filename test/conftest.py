@@ -1,0 +1,31 @@
+"""Session-wide test set-up.
+
+Every ROS process a test starts (in this process or as a subprocess, which
+inherits ``os.environ``) must keep DDS discovery on this machine and use a
+domain of its own, so a bare ``pytest`` run is as safe as ``make test``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+
+# Set at import time, before any test module can import rclpy.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.pop("ROS_STATIC_PEERS", None)
+if not os.environ.get("ROS_DOMAIN_ID"):
+    os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 200))
+
+# Keep the 2-core CI machine from oversubscribing; a no-op where torch is absent.
+if importlib.util.find_spec("torch") is not None:
+    import torch
+
+    torch.set_num_threads(2)
+
+
+def pytest_report_header(config) -> list[str]:
+    return [
+        f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} "
+        f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}"
+    ]
