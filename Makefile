@@ -12,7 +12,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-LINT_PATHS := moadepth_core moadepth_ros test scripts
+LINT_PATHS := $(wildcard moadepth_core moadepth_ros test scripts)
 
 # Network rule (../shared/ENVIRONMENT.md): DDS discovery stays on this machine and
 # every run gets a domain of its own. An already-set ROS_DOMAIN_ID is kept.
