@@ -1,0 +1,154 @@
+"""OpenCLIP ViT image tower as a dense feature extractor, with MoA after chosen blocks.
+
+Why a hand-written block loop instead of ``forward_intermediates``: the
+adapters sit *between* blocks and change what later blocks see. Position
+embeddings are interpolated from the pretrained 7×7 grid so any input whose
+sides are multiples of the patch size works (robot cameras are 4:3 or 16:9).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .adapters import MixtureOfAdapters
+from .config import ModelConfig
+from .errors import CheckpointError, MoadepthError
+
+
+@dataclass
+class BackboneSource:
+    """Where the frozen CLIP weights came from, recorded in checkpoints."""
+
+    pretrained: str  # tag, file path, or "none"
+    sha256: str | None = None  # of the weights file, when one was used
+    init_seed: int = 0
+
+    def as_dict(self) -> dict:
+        return {"pretrained": self.pretrained, "sha256": self.sha256, "init_seed": self.init_seed}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _is_file_like(pretrained: str) -> bool:
+    return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """Random init is deliberate here; hide open_clip's 'no pretrained weights' warning."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def create_clip(cfg: ModelConfig, pretrained: str | None = None) -> tuple[nn.Module, BackboneSource]:
+    """Build the full OpenCLIP model: hub tag, local weights file, or seeded random init."""
+    pretrained = cfg.pretrained if pretrained is None else pretrained
+    kwargs = {"force_quick_gelu": cfg.quick_gelu}
+    if pretrained in ("none", "", None):
+        with torch.random.fork_rng(devices=[]), _quiet_open_clip():
+            torch.manual_seed(cfg.init_seed)
+            model = open_clip.create_model(cfg.backbone, pretrained=None, **kwargs)
+        return model, BackboneSource("none", None, cfg.init_seed)
+    if _is_file_like(pretrained) or Path(pretrained).is_file():
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"CLIP weights file {path} does not exist")
+        try:
+            model = open_clip.create_model(cfg.backbone, pretrained=str(path), **kwargs)
+        except Exception as exc:  # open_clip raises many types for a bad file
+            raise CheckpointError(f"cannot load CLIP weights from {path}: {exc}") from None
+        return model, BackboneSource(str(path.resolve()), _sha256(path), cfg.init_seed)
+    try:
+        model = open_clip.create_model(cfg.backbone, pretrained=pretrained, **kwargs)
+    except Exception as exc:
+        raise MoadepthError(
+            f"cannot load the '{pretrained}' CLIP weights for {cfg.backbone} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); without internet access pass a local "
+            f"weights file (--pretrained PATH, or model.pretrained in the config)") from None
+    return model, BackboneSource(pretrained, None, cfg.init_seed)
+
+
+class ClipBackbone(nn.Module):
+    """ViT image tower → taps (B, D, H/32, W/32) after ``adapter_blocks``, plus gate weights."""
+
+    def __init__(self, visual: nn.Module, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.visual = visual
+        self.patch = visual.conv1.kernel_size[0]
+        self.width = visual.conv1.out_channels
+        grid = visual.grid_size if hasattr(visual, "grid_size") else None
+        n = visual.positional_embedding.shape[0] - 1
+        self.pretrained_grid = tuple(grid) if grid is not None else (int(n**0.5),) * 2
+        self.tap_blocks = list(cfg.adapter_blocks)
+        self.adapters = nn.ModuleDict({
+            str(i): MixtureOfAdapters(self.width, cfg.num_experts, cfg.expert_hidden, cfg.gate_hidden,
+                                      cfg.gate_temperature)
+            for i in cfg.adapter_blocks
+        })
+        # Drop parts of the tower we never use (pooling, projection): fewer parameters to carry.
+        visual.proj = None
+        self.num_blocks = len(visual.transformer.resblocks)
+
+    def position_embedding(self, gh: int, gw: int) -> torch.Tensor:
+        """(1 + gh*gw, D) embedding, bicubic-interpolated from the pretrained grid when sizes differ."""
+        pos = self.visual.positional_embedding
+        if (gh, gw) == self.pretrained_grid:
+            return pos
+        cls, grid = pos[:1], pos[1:]
+        h0, w0 = self.pretrained_grid
+        grid = grid.reshape(1, h0, w0, -1).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid.float(), size=(gh, gw), mode="bicubic", align_corners=False).to(pos.dtype)
+        return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(gh * gw, -1)], dim=0)
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        v = self.visual
+        x = v.conv1(x)  # (B, D, gh, gw)
+        b, d, gh, gw = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        cls = v.class_embedding.to(x.dtype).expand(b, 1, d)
+        x = torch.cat([cls, x], dim=1) + self.position_embedding(gh, gw).to(x.dtype)
+        x = v.ln_pre(x)
+        taps, gates = [], []
+        for i, block in enumerate(v.transformer.resblocks):
+            x = block(x)
+            key = str(i)
+            if key in self.adapters:
+                x, g = self.adapters[key](x)
+                gates.append(g)
+                taps.append(x[:, 1:].transpose(1, 2).reshape(b, d, gh, gw))
+            if i >= max(self.tap_blocks):
+                break  # later blocks (none for ViT-B/32 with a tap at 11) would not feed the decoder
+        return taps, gates
+
+
+def frozen_fingerprint(visual: nn.Module) -> float:
+    """A cheap checksum of frozen weights, to catch a checkpoint paired with other CLIP weights."""
+    with torch.no_grad():
+        parts = [visual.conv1.weight, visual.positional_embedding, visual.transformer.resblocks[0].mlp[0].weight]
+        return float(sum(p.double().abs().sum() for p in parts))
+
+
+def check_input_size(h: int, w: int, patch: int = 32) -> None:
+    if h % patch or w % patch or h <= 0 or w <= 0:
+        raise MoadepthError(f"input size {h}x{w} is not a positive multiple of the patch size {patch}")

@@ -1,0 +1,111 @@
+"""Hybrid depth head: classification over fixed depth bins plus direct regression, fused.
+
+Open choices, configurable (``ModelConfig``):
+- bin spacing ``log`` (default; equal *relative* resolution, matching AbsRel and
+  δ metrics) or ``uniform``, between ``min_depth`` and ``max_depth``; a bin's
+  centre is the (geometric for log) midpoint of its edges;
+- fusion ``learned`` (default): a per-pixel weight ``w = σ(conv(f))`` blends
+  ``w·bins + (1-w)·regression``; ``mean``, ``bins`` and ``regression`` fix it;
+- regression predicts log-depth in ``[log min, log max]`` through a sigmoid.
+The scene vector ``c`` is concatenated on the channel axis before the head:
+a 1×1 conv over ``[f, c]`` equals ``W_f·f + W_c·c``, so ``c``'s part is applied
+once per image as a bias instead of on every pixel (same maths, 9× cheaper).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def bin_edges(num_bins: int, min_depth: float, max_depth: float, spacing: str = "log") -> torch.Tensor:
+    """(N+1,) increasing bin edges in metres."""
+    if spacing == "log":
+        return torch.logspace(math.log10(min_depth), math.log10(max_depth), num_bins + 1, dtype=torch.float64)
+    if spacing == "uniform":
+        return torch.linspace(min_depth, max_depth, num_bins + 1, dtype=torch.float64)
+    raise ValueError(f"unknown bin spacing {spacing!r} (use 'log' or 'uniform')")
+
+
+def bin_centers_from_edges(edges: torch.Tensor, spacing: str = "log") -> torch.Tensor:
+    if spacing == "log":
+        return (edges[:-1] * edges[1:]).sqrt()
+    return 0.5 * (edges[:-1] + edges[1:])
+
+
+def depth_to_bin_index(depth: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Index of the bin holding each depth (clamped to the range)."""
+    idx = torch.bucketize(depth.contiguous(), edges[1:-1].to(depth.dtype))
+    return idx.clamp_(0, edges.numel() - 2)
+
+
+class ContextConcat(nn.Module):
+    """``conv1x1([f, broadcast(c)])`` computed as ``W_f·f + (W_c·c)`` (identical result)."""
+
+    def __init__(self, channels: int, context_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(channels + context_dim, channels, 1)
+        self.channels = channels
+
+    def forward(self, f: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        w = self.proj.weight[:, :, 0, 0]
+        out = F.conv2d(f, self.proj.weight[:, : self.channels], self.proj.bias)
+        if c is not None:
+            out = out + (c.to(w.dtype) @ w[:, self.channels:].T).view(1, -1, 1, 1)
+        return F.relu(out)
+
+
+class HybridDepthHead(nn.Module):
+    def __init__(self, channels: int, num_bins: int, min_depth: float, max_depth: float, spacing: str,
+                 fusion: str, context_dim: int | None) -> None:
+        super().__init__()
+        self.fusion = fusion
+        self.min_depth, self.max_depth = min_depth, max_depth
+        edges = bin_edges(num_bins, min_depth, max_depth, spacing)
+        self.register_buffer("edges", edges.float(), persistent=False)
+        self.register_buffer("centers", bin_centers_from_edges(edges, spacing).float(), persistent=False)
+        self.context = ContextConcat(channels, context_dim) if context_dim else None
+        self.refine = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bins = nn.Conv2d(channels, num_bins, 1)
+        self.regression = nn.Conv2d(channels, 1, 1)
+        self.weight = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, f: torch.Tensor, context: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        if self.context is not None:
+            f = self.context(f, context)
+        f = F.relu(self.refine(f))
+        logits = self.bins(f)
+        probs = torch.softmax(logits.float(), dim=1)
+        centers = self.centers.view(1, -1, 1, 1)
+        bin_depth = (probs * centers).sum(1, keepdim=True)
+        lo, hi = math.log(self.min_depth), math.log(self.max_depth)
+        reg_depth = torch.exp(lo + (hi - lo) * torch.sigmoid(self.regression(f).float()))
+        if self.fusion == "learned":
+            w = torch.sigmoid(self.weight(f).float())
+        else:
+            w = torch.full_like(bin_depth, {"mean": 0.5, "bins": 1.0, "regression": 0.0}[self.fusion])
+        depth = (w * bin_depth + (1 - w) * reg_depth).clamp(self.min_depth, self.max_depth)
+        unc = relative_uncertainty(probs, self.centers, depth, mean=bin_depth)
+        return {"bin_logits": logits, "bin_probs": probs, "bin_centers": self.centers,
+                "bin_depth": bin_depth, "regression_depth": reg_depth, "fusion_weight": w,
+                "depth_lowres": depth, "uncertainty_lowres": unc}
+
+
+def relative_uncertainty(probs: torch.Tensor, centers: torch.Tensor, depth: torch.Tensor,
+                         mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Std of the bin distribution around its mean, divided by ``depth`` (probs: (B,N,h,w)).
+
+    It comes free with the bin head: no second pass, no ensemble.
+    """
+    c = centers.view(1, -1, 1, 1)
+    if mean is None:
+        mean = (probs * c).sum(1, keepdim=True)
+    return ((probs * (c - mean) ** 2).sum(1, keepdim=True)).clamp_min(0).sqrt() / depth
+
+
+def confidence_from_uncertainty(rel_unc: torch.Tensor) -> torch.Tensor:
+    """0..1 confidence: 1 − relative spread, clipped (a flat distribution scores ≈ 0)."""
+    return (1.0 - rel_unc).clamp(0.0, 1.0)

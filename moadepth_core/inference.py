@@ -1,0 +1,123 @@
+"""DepthEstimator: an RGB array in, metric depth (and confidence) out.
+
+Device and precision are arguments, never globals. bf16 on CPU means bf16
+*weights* (measured faster here than autocast); fp16 is CUDA-only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import ModelConfig
+from .errors import DataError, DeviceError, UntrainedError
+from .head import confidence_from_uncertainty
+from .network import MoADepthCLIP, build_model
+
+log = logging.getLogger("moadepth")
+
+UNTRAINED_WARNING = ("RUNNING AN UNTRAINED NETWORK: its depth is meaningless and must never feed a costmap; "
+                     "pass a trained checkpoint for real use")
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device '{device}' was requested but torch sees no CUDA GPU on this machine; "
+                          f"use device auto or cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device '{device}' is not supported (use auto, cpu, cuda or cuda:N)")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in _DTYPES:
+        raise DeviceError(f"unknown precision '{precision}' (use fp32, bf16 or fp16)")
+    if precision == "fp16" and device.type != "cuda":
+        raise DeviceError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
+    return _DTYPES[precision]
+
+
+@dataclass
+class DepthResult:
+    depth: np.ndarray  # HxW float32 metres
+    confidence: np.ndarray  # HxW float32 in 0..1
+    uncertainty: np.ndarray  # HxW float32 relative spread (std / depth)
+
+
+class DepthEstimator:
+    """Loads a checkpoint once and turns RGB frames into metric depth."""
+
+    def __init__(self, checkpoint: str | Path | None, *, allow_untrained: bool = False, device: str = "auto",
+                 precision: Literal["fp32", "bf16", "fp16"] = "fp32", input_size: tuple[int, int] | None = None,
+                 model_config: ModelConfig | None = None, pretrained: str | None = None,
+                 model: MoADepthCLIP | None = None) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.precision = precision
+        self.checkpoint_path = str(checkpoint) if checkpoint else None
+        self.train_focal_px: float | None = None
+        if model is not None:
+            self.untrained = False
+        elif checkpoint:
+            model, data = load_checkpoint(checkpoint, pretrained=pretrained)
+            self.train_focal_px = data.get("train_focal_px")
+            self.untrained = False
+        else:
+            if not allow_untrained:
+                raise UntrainedError("no checkpoint given: an untrained network's depth is meaningless; pass a "
+                                     "checkpoint, or allow_untrained (--allow-untrained) to run it anyway")
+            log.warning(UNTRAINED_WARNING)
+            model = build_model(model_config or ModelConfig(pretrained="none"))
+            self.untrained = True
+        self.model = model.eval().to(self.device)
+        for p in self.model.parameters():  # weights only: bin centres and normalisation stay fp32
+            p.data = p.data.to(self.dtype)
+        self.model_size = tuple(input_size or model.cfg.image_size)
+        if self.model_size[0] % 32 or self.model_size[1] % 32:
+            raise DataError(f"input size {self.model_size} is not a multiple of 32 in both sides")
+        if self.train_focal_px is not None and input_size is not None:
+            # The training focal is stored at the training input size: follow the resize.
+            self.train_focal_px *= self.model_size[1] / model.cfg.image_size[1]
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise DataError(f"expected an HxWx3 uint8 RGB image, got shape {rgb.shape} dtype {rgb.dtype}")
+        h, w = self.model_size
+        if rgb.shape[:2] != (h, w):
+            interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
+            rgb = cv2.resize(rgb, (w, h), interpolation=interp)
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
+        return x.to(self.device).to(self.dtype).div_(255.0)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> dict:
+        """Raw network outputs for a preprocessed (B,3,H,W) batch in [0, 1]."""
+        return self.model(batch.to(self.device, self.dtype))
+
+    def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:
+        out = self.forward(self.preprocess(rgb))
+        depth = out["depth"][0, 0].float().cpu().numpy()
+        unc = out["uncertainty"][0, 0].float().cpu().numpy()
+        if output_size == "input" and depth.shape != rgb.shape[:2]:
+            size = (rgb.shape[1], rgb.shape[0])
+            depth = cv2.resize(depth, size, interpolation=cv2.INTER_LINEAR)
+            unc = cv2.resize(unc, size, interpolation=cv2.INTER_LINEAR)
+        conf = confidence_from_uncertainty(torch.from_numpy(unc)).numpy()
+        return DepthResult(depth.astype(np.float32, copy=False), conf.astype(np.float32, copy=False),
+                           unc.astype(np.float32, copy=False))

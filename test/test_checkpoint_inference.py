@@ -1,0 +1,131 @@
+"""Checkpoints round-trip exactly and fail clearly; DepthEstimator's contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from moadepth_core.checkpoint import load_checkpoint, save_checkpoint
+from moadepth_core.errors import CheckpointError, DeviceError, UntrainedError
+from moadepth_core.inference import DepthEstimator
+from model_cache import fresh_model
+
+SIZE = [64, 96]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A network with non-default trainable tensors, saved to a checkpoint."""
+    model = fresh_model(image_size=SIZE)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, model, train_focal_px=123.4, step=7, metrics={"abs_rel": 0.5})
+    return model.eval(), path
+
+
+def test_round_trip_gives_identical_outputs(trained):
+    model, path = trained
+    loaded, data = load_checkpoint(path)
+    x = torch.rand(1, 3, *SIZE)
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+    assert torch.equal(a["depth"], b["depth"])
+    assert data["train_focal_px"] == 123.4 and data["step"] == 7
+    assert data["backbone"]["pretrained"] == "none"
+    assert torch.equal(loaded.context, model.context)
+
+
+def test_checkpoint_holds_no_frozen_weights(trained):
+    _, path = trained
+    data = torch.load(path, weights_only=True)
+    assert not any(k.startswith("backbone.visual.transformer.resblocks.0.") for k in data["state"])
+    assert any(k.startswith("backbone.visual.transformer.resblocks.11.") for k in data["state"])
+
+
+def test_missing_truncated_and_foreign_files_give_one_sentence(trained, tmp_path):
+    _, path = trained
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(cut)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a moadepth checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_other_architecture_is_refused(trained, tmp_path):
+    _, path = trained
+    data = torch.load(path, weights_only=True)
+    data["model_config"]["num_bins"] = 64
+    other = tmp_path / "other.pt"
+    torch.save(data, other)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_checkpoint(other)
+    data["model_config"]["no_such_field"] = 1
+    torch.save(data, other)
+    with pytest.raises(CheckpointError, match="another architecture"):
+        load_checkpoint(other)
+
+
+def test_other_frozen_weights_are_refused(trained, tmp_path):
+    _, path = trained
+    data = torch.load(path, weights_only=True)
+    data["model_config"]["init_seed"] = 1  # a different random backbone
+    other = tmp_path / "seed.pt"
+    torch.save(data, other)
+    with pytest.raises(CheckpointError, match="other frozen CLIP weights"):
+        load_checkpoint(other)
+
+
+def test_estimator_refuses_untrained_unless_allowed():
+    with pytest.raises(UntrainedError, match="allow_untrained"):
+        DepthEstimator(None)
+
+
+def test_estimator_rgb_to_metric_depth_at_input_size(trained):
+    _, path = trained
+    est = DepthEstimator(path, device="cpu")
+    assert est.model_size == tuple(SIZE) and est.train_focal_px == 123.4 and not est.untrained
+    rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    res = est.predict(rgb)
+    assert res.depth.shape == (120, 160) and res.depth.dtype == np.float32
+    assert np.isfinite(res.depth).all() and (res.depth >= 0.1).all() and (res.depth <= 10).all()
+    assert ((res.confidence >= 0) & (res.confidence <= 1)).all()
+    assert est.predict(rgb, output_size="model").depth.shape == tuple(SIZE)
+    bf16 = DepthEstimator(path, device="cpu", precision="bf16").predict(rgb)
+    assert np.abs(bf16.depth - res.depth).mean() / res.depth.mean() < 0.05
+
+
+def test_estimator_device_and_precision_errors(trained):
+    _, path = trained
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            DepthEstimator(path, device="cuda")
+        with pytest.raises(DeviceError, match="fp16 needs a CUDA"):
+            DepthEstimator(path, device="cpu", precision="fp16")
+
+
+def test_summary_json_reports_paper_sized_adapters():
+    out = subprocess.run([sys.executable, "-m", "moadepth_core", "summary", "--json"], capture_output=True,
+                         text=True, timeout=300, check=True)
+    info = json.loads(out.stdout)
+    a = info["adapters"]
+    assert a["modules"] == 4 and a["experts_per_module"] == 4 and a["blocks"] == [2, 5, 8, 11]
+    per_expert = 768 * 64 + 64 + 64 * 768 + 768
+    gate = 768 * 128 + 128 + 128 * 4 + 4
+    assert a["parameters_per_module"] == 4 * per_expert + gate
+    assert info["parameters"]["adapters"] == 4 * (4 * per_expert + gate)
+    assert info["tuned_blocks"] == [8, 9, 10, 11]
+    p = info["parameters"]
+    assert p["total"] == p["backbone_frozen"] + p["backbone_tuned"] + p["adapters"] + p["decoder_heads"]

@@ -1,0 +1,153 @@
+"""The MoA-DepthCLIP network: structure faithful to the paper, shapes, gradients, freezing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from moadepth_core.adapters import MixtureOfAdapters, gate_entropy
+from moadepth_core.head import ContextConcat, bin_edges, depth_to_bin_index
+from moadepth_core.network import parameter_counts
+from model_cache import fresh_model, shared_model
+
+
+@pytest.mark.parametrize("hw", [(224, 224), (224, 288)])
+def test_output_shapes_square_and_4_3(hw):
+    model = shared_model()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, *hw))
+    h, w = hw
+    assert out["depth"].shape == (2, 1, h, w)
+    assert out["uncertainty"].shape == (2, 1, h, w)
+    assert out["bin_probs"].shape == (2, 128, h // 4, w // 4)
+    assert out["bin_centers"].shape == (128,)
+    assert len(out["gate_weights"]) == 4
+    tokens = 1 + (h // 32) * (w // 32)
+    assert all(g.shape == (2, tokens, 4) for g in out["gate_weights"])
+    d = out["depth"]
+    assert torch.isfinite(d).all() and d.min() >= 0.1 and d.max() <= 10.0
+
+
+def test_input_not_multiple_of_32_is_a_clear_error():
+    with pytest.raises(Exception, match="multiple of the patch size"):
+        shared_model()(torch.rand(1, 3, 200, 224))
+
+
+def test_exactly_four_moa_modules_at_paper_blocks():
+    model = shared_model()
+    adapters = model.backbone.adapters
+    assert sorted(int(k) for k in adapters) == [2, 5, 8, 11]
+    for moa in adapters.values():
+        assert isinstance(moa, MixtureOfAdapters)
+        assert len(moa.experts) == 4
+        e = moa.experts[0]
+        assert (e[0].in_features, e[0].out_features, e[2].out_features) == (768, 64, 768)
+        assert isinstance(e[1], torch.nn.GELU)
+        g = moa.gate
+        assert (g[0].in_features, g[0].out_features, g[2].out_features) == (768, 128, 4)
+        assert moa.temperature == 2.0
+
+
+def test_gate_weights_sum_to_one_and_temperature_sets_sharpness():
+    torch.manual_seed(1)
+    moa = MixtureOfAdapters(temperature=2.0)
+    x = torch.randn(2, 50, 768) * 3
+    _, g = moa(x)
+    assert torch.allclose(g.sum(-1), torch.ones(2, 50), atol=1e-6)
+    moa.temperature = 0.25
+    _, sharp = moa(x)
+    moa.temperature = 8.0
+    _, flat = moa(x)
+    assert gate_entropy(sharp) < gate_entropy(g) < gate_entropy(flat) <= math.log(4) + 1e-6
+
+
+def test_moa_is_residual():
+    moa = MixtureOfAdapters()
+    for e in moa.experts:
+        torch.nn.init.zeros_(e[2].weight)
+        torch.nn.init.zeros_(e[2].bias)
+    x = torch.randn(1, 5, 768)
+    assert torch.equal(moa(x)[0], x)
+
+
+def test_requires_grad_exactly_on_tuned_blocks_adapters_decoder_heads():
+    model = shared_model()
+    for name, p in model.named_parameters():
+        tuned = any(name.startswith(f"backbone.visual.transformer.resblocks.{i}.") for i in (8, 9, 10, 11))
+        ours = not name.startswith("backbone.visual.")
+        assert p.requires_grad == (tuned or ours), name
+    counts = parameter_counts(model)
+    assert counts["adapters"] == 4 * (4 * (768 * 64 + 64 + 64 * 768 + 768) + (768 * 128 + 128 + 128 * 4 + 4))
+    assert counts["backbone_tuned"] == 4 * sum(
+        p.numel() for p in model.backbone.visual.transformer.resblocks[8].parameters())
+    assert counts["trainable"] == counts["backbone_tuned"] + counts["adapters"] + counts["decoder_heads"]
+
+
+def test_one_optimiser_step_changes_only_trainable_tensors_and_all_get_gradients():
+    model = fresh_model(image_size=[64, 96])
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    out = model(torch.rand(2, 3, 64, 96))
+    loss = out["depth"].mean() + out["bin_logits"].float().logsumexp(1).mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        else:
+            assert p.grad is None, name
+    opt.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+    assert changed <= trainable
+    assert {k for k in trainable if "adapters" in k} <= changed
+    assert any(k.startswith("backbone.visual.transformer.resblocks.11.") for k in changed)
+
+
+def test_position_embedding_is_the_pretrained_one_at_224_and_interpolated_elsewhere():
+    bb = shared_model().backbone
+    assert bb.position_embedding(7, 7) is bb.visual.positional_embedding
+    pe = bb.position_embedding(7, 9)
+    assert pe.shape == (1 + 63, 768)
+    assert torch.equal(pe[0], bb.visual.positional_embedding[0])
+
+
+def test_context_concat_equals_explicit_concatenation():
+    torch.manual_seed(0)
+    mod = ContextConcat(8, 5)
+    f, c = torch.randn(2, 8, 4, 6), torch.randn(5)
+    explicit = F.relu(mod.proj(torch.cat([f, c.view(1, 5, 1, 1).expand(2, 5, 4, 6)], dim=1)))
+    assert torch.allclose(mod(f, c), explicit, atol=1e-5)
+
+
+def test_context_vector_is_a_fixed_buffer_from_prompts():
+    model = shared_model()
+    assert model.context.shape == (512,)
+    assert not model.context.requires_grad
+    assert "context" in model.trainable_state_dict()  # travels in checkpoints
+
+
+def test_bins_log_spaced_and_indexing():
+    edges = bin_edges(128, 0.1, 10.0, "log")
+    ratios = edges[1:] / edges[:-1]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios))
+    idx = depth_to_bin_index(torch.tensor([0.05, 0.1, 1.05, 9.99, 20.0]), edges)
+    assert idx[0] == 0 and idx[-1] == 127 and idx[-2] == 127
+    assert edges[idx[2]] <= 1.05 < edges[idx[2] + 1]
+    uni = bin_edges(4, 0.0 + 1.0, 5.0, "uniform")
+    assert torch.allclose(uni, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0], dtype=uni.dtype))
+
+
+@pytest.mark.parametrize("fusion", ["mean", "bins", "regression"])
+def test_fixed_fusion_modes(fusion):
+    model = fresh_model(image_size=[64, 64], fusion=fusion)
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 64))
+    w = {"mean": 0.5, "bins": 1.0, "regression": 0.0}[fusion]
+    low = w * out["bin_depth"] + (1 - w) * out["regression_depth"]
+    up = F.interpolate(low, size=(64, 64), mode="bilinear", align_corners=False)
+    assert torch.allclose(out["depth"], up, atol=1e-5)
