@@ -177,6 +177,8 @@ _NO_ROS_SCRIPT = textwrap.dedent(
 
     names = ["moadepth_core"]
     for info in pkgutil.walk_packages(moadepth_core.__path__, "moadepth_core.", onerror=onerror):
+        if info.name.rpartition(".")[2] == "__main__":  # importing it runs the program
+            continue
         names.append(info.name)
         try:
             importlib.import_module(info.name)
