@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from .backends import OnnxRuntimeBackend, check_backend
 from .checkpoint import load_checkpoint
 from .config import ModelConfig
 from .errors import DataError, DeviceError, UntrainedError
@@ -66,10 +67,12 @@ class DepthEstimator:
     def __init__(self, checkpoint: str | Path | None, *, allow_untrained: bool = False, device: str = "auto",
                  precision: Literal["fp32", "bf16", "fp16"] = "fp32", input_size: tuple[int, int] | None = None,
                  model_config: ModelConfig | None = None, pretrained: str | None = None,
-                 model: MoADepthCLIP | None = None) -> None:
+                 model: MoADepthCLIP | None = None, backend: Literal["torch", "onnxruntime"] = "torch") -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.precision = precision
+        check_backend(backend, self.device, precision)
+        self.backend = backend
         self.checkpoint_path = str(checkpoint) if checkpoint else None
         self.train_focal_px: float | None = None
         if model is not None:
@@ -94,6 +97,8 @@ class DepthEstimator:
         if self.train_focal_px is not None and input_size is not None:
             # The training focal is stored at the training input size: follow the resize.
             self.train_focal_px *= self.model_size[1] / model.cfg.image_size[1]
+        # backend onnxruntime: same network exported once at model_size (docs/PERFORMANCE.md).
+        self._runtime = OnnxRuntimeBackend(self.model, self.model_size) if backend == "onnxruntime" else None
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -107,7 +112,9 @@ class DepthEstimator:
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> dict:
-        """Raw network outputs for a preprocessed (B,3,H,W) batch in [0, 1]."""
+        """Raw network outputs for a preprocessed (B,3,H,W) batch in [0, 1] (ORT: depth/uncertainty only)."""
+        if self._runtime is not None:
+            return self._runtime(batch)
         return self.model(batch.to(self.device, self.dtype))
 
     def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:

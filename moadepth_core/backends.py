@@ -1,0 +1,144 @@
+"""Alternative inference backends for :class:`moadepth_core.inference.DepthEstimator`.
+
+Why: on a small CPU the runtime matters as much as the network. Measured on the
+2-core AMD EPYC build machine (docs/PERFORMANCE.md), batch 1 at 224x224:
+torch fp32 ≈ 90 ms, ONNX Runtime fp32 ≈ 42 ms, torch bf16 weights ≈ 32 ms.
+So ONNX Runtime is the fast *fp32* path (bit-for-bit the same maths up to float
+rounding), while torch with bf16 weights stays the fastest overall where the
+CPU has AVX-512-bf16/AMX. ORT has no fast bf16 on CPU, hence fp32 only here.
+
+The exported graph returns only what :meth:`DepthEstimator.predict` consumes
+(``depth`` and ``uncertainty`` at the model size), at a fixed batch 1 and the
+estimator's model size: fixed shapes let ORT fold every shape computation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import DeviceError
+
+log = logging.getLogger("moadepth")
+
+BACKENDS = ("torch", "onnxruntime")
+OUTPUTS = ("depth", "uncertainty")
+
+
+class _DepthOnly(nn.Module):
+    """The network with a tuple output (ONNX graphs cannot return dicts of lists)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(image)
+        return out["depth"], out["uncertainty"]
+
+
+def export_onnx_bytes(model: nn.Module, size: tuple[int, int]) -> bytes:
+    """Serialised ONNX graph of ``model`` (fp32, batch 1, input ``image`` (1,3,H,W) in [0, 1]).
+
+    Uses the dynamo exporter: the TorchScript one cannot export the fused
+    ``_native_multi_head_attention`` that frozen CLIP blocks take in eval mode.
+    """
+    model = model.eval()
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        raise DeviceError("the ONNX Runtime backend exports an fp32 network; convert it to fp32 first")
+    x = torch.rand(1, 3, int(size[0]), int(size[1]))
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(_DepthOnly(model), (x,), input_names=["image"], output_names=list(OUTPUTS),
+                                    dynamo=True, verbose=False, optimize=True)
+    return program.model_proto.SerializeToString()
+
+
+def _cache_file(cache_dir: Path, model: nn.Module, size: tuple[int, int]) -> Path:
+    """Cache key: every tensor's bytes plus the size, so changed weights never reuse a stale graph."""
+    h = hashlib.sha256(f"{size[0]}x{size[1]}".encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().float().contiguous().numpy().tobytes())
+    return cache_dir / f"moadepth-{h.hexdigest()[:16]}.onnx"
+
+
+def default_cache_dir() -> Path | None:
+    """``$MOADEPTH_ONNX_CACHE`` (empty: no cache), else ``$XDG_CACHE_HOME/moadepth`` or ``~/.cache/moadepth``.
+
+    Why a cache: exporting ViT-B/32 takes ~8 s, which would otherwise delay every node start.
+    """
+    env = os.environ.get("MOADEPTH_ONNX_CACHE")
+    if env is not None:
+        return Path(env).expanduser() if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "moadepth"
+
+
+class OnnxRuntimeBackend:
+    """An ONNX Runtime CPU session that stands in for ``model(batch)`` inside DepthEstimator."""
+
+    def __init__(self, model: nn.Module, size: tuple[int, int], *, threads: int | None = None,
+                 cache_dir: str | Path | None | bool = True) -> None:
+        """``cache_dir``: a folder for exported graphs, True for :func:`default_cache_dir`, None/False: none."""
+        try:
+            import onnxruntime as ort
+        except ImportError:  # pragma: no cover - onnxruntime is pinned in requirements.txt
+            raise DeviceError("backend onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
+        self.size = (int(size[0]), int(size[1]))
+        onnx_bytes = None
+        path = None
+        if cache_dir is True:
+            cache_dir = default_cache_dir()
+        if cache_dir:
+            path = _cache_file(Path(cache_dir), model, self.size)
+            if path.is_file():
+                onnx_bytes = path.read_bytes()
+        if onnx_bytes is None:
+            onnx_bytes = export_onnx_bytes(model, self.size)
+            if path is not None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                    tmp.write_bytes(onnx_bytes)
+                    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+                except OSError as exc:  # a read-only home must not stop inference
+                    log.warning("could not cache the ONNX graph in %s: %s", path.parent, exc)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads or torch.get_num_threads())
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(1,3,H,W) float in [0, 1] -> {"depth", "uncertainty"} (1,1,H,W) float32 tensors."""
+        if tuple(batch.shape) != (1, 3, *self.size):
+            raise DeviceError(f"the ONNX Runtime backend runs batch 1 at {self.size[0]}x{self.size[1]}, "
+                              f"got a batch of shape {tuple(batch.shape)}")
+        x = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
+        depth, unc = self.session.run(list(OUTPUTS), {self.input_name: x})
+        return {"depth": torch.from_numpy(depth), "uncertainty": torch.from_numpy(unc)}
+
+
+def check_backend(backend: str, device: torch.device, precision: str) -> None:
+    """Refuse combinations that cannot run, with one sentence that says what to use instead."""
+    if backend not in BACKENDS:
+        raise DeviceError(f"unknown backend '{backend}' (use {' or '.join(BACKENDS)})")
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise DeviceError("backend onnxruntime runs on the CPU here; use backend torch on CUDA")
+        if precision != "fp32":
+            raise DeviceError(f"backend onnxruntime runs fp32 only (got {precision}); for bf16 use backend torch")

@@ -1,0 +1,93 @@
+"""The ONNX Runtime backend must give what torch gives (speed is measured in scripts/bench.py only)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moadepth_core.backends import OnnxRuntimeBackend, check_backend
+from moadepth_core.errors import DeviceError
+from moadepth_core.inference import DepthEstimator
+from model_cache import fresh_model
+
+SIZE = (64, 96)  # a 4:3-ish non-square size: catches H/W mix-ups in the export
+
+
+@functools.lru_cache(maxsize=1)
+def _small_model():
+    """A small random-weight network (ViT-S/32 tower): exports in a few seconds."""
+    return fresh_model(backbone="ViT-S-32", image_size=list(SIZE)).eval()
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory) -> Iterator[Path]:
+    """One export per test module (it is the slow part), reused through the backend's cache."""
+    path = tmp_path_factory.mktemp("onnx")
+    old = os.environ.get("MOADEPTH_ONNX_CACHE")
+    os.environ["MOADEPTH_ONNX_CACHE"] = str(path)  # DepthEstimator(backend="onnxruntime") finds it
+    OnnxRuntimeBackend(_small_model(), SIZE, cache_dir=path)
+    yield path
+    if old is None:
+        os.environ.pop("MOADEPTH_ONNX_CACHE", None)
+    else:
+        os.environ["MOADEPTH_ONNX_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def estimators(onnx_cache) -> tuple[DepthEstimator, DepthEstimator]:
+    model = _small_model()
+    ref = DepthEstimator(None, model=model, device="cpu", precision="fp32")
+    ort = DepthEstimator(None, model=model, device="cpu", precision="fp32", backend="onnxruntime")
+    return ref, ort
+
+
+def test_onnxruntime_matches_torch_predict(estimators):
+    ref, ort = estimators
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    a, b = ref.predict(rgb), ort.predict(rgb)
+    assert b.depth.shape == (120, 160) and b.depth.dtype == np.float32
+    np.testing.assert_allclose(b.depth, a.depth, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(b.uncertainty, a.uncertainty, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(b.confidence, a.confidence, atol=1e-4)
+    m1, m2 = ref.predict(rgb, output_size="model"), ort.predict(rgb, output_size="model")
+    assert m2.depth.shape == SIZE
+    np.testing.assert_allclose(m2.depth, m1.depth, rtol=1e-4, atol=1e-4)
+
+
+def test_onnxruntime_forward_outputs_and_shape_check(estimators):
+    _, ort = estimators
+    out = ort.forward(torch.rand(1, 3, *SIZE))
+    assert set(out) == {"depth", "uncertainty"}
+    assert out["depth"].shape == (1, 1, *SIZE)
+    with pytest.raises(DeviceError, match="batch 1"):
+        ort.forward(torch.rand(2, 3, *SIZE))
+
+
+def test_onnx_cache_is_reused(onnx_cache):
+    model = _small_model()
+    files = list(onnx_cache.glob("*.onnx"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    backend = OnnxRuntimeBackend(model, SIZE, cache_dir=onnx_cache)  # loads, does not export again
+    assert files[0].stat().st_mtime_ns == stamp
+    x = torch.rand(1, 3, *SIZE)
+    with torch.inference_mode():
+        want = model(x)["depth"]
+    np.testing.assert_allclose(backend(x)["depth"].numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("backend", "precision", "match"), [
+    ("tensorrt", "fp32", "unknown backend"),
+    ("onnxruntime", "bf16", "fp32 only"),
+])
+def test_bad_backend_combinations_are_refused(backend, precision, match):
+    with pytest.raises(DeviceError, match=match):
+        check_backend(backend, torch.device("cpu"), precision)
+    with pytest.raises(DeviceError, match=match):
+        DepthEstimator(None, model=_small_model(), device="cpu", precision=precision, backend=backend)
