@@ -10,7 +10,7 @@ What it does, in order:
    and frame id of every image and depth message (parsed from the CDR bytes, images are not
    decoded), every CameraInfo, and ``/tf_static`` into a :class:`~moadepth_core.tf_tree.StaticTfTree`.
 2. Pairing: each image takes the depth with the nearest header stamp within
-   ``max_time_diff`` seconds; images without one and depths no image took are counted in
+   ``max_time_diff`` seconds (one depth per image; the closer image wins a tie-break); images without one and depths no image took are counted in
    :attr:`BagSource.stats`. Frames are in stamp order, so a split by index is a split by time.
 3. ``source[i]`` reads just those two messages (MCAP chunks are seeked by time), decodes any
    REP 118 depth (16UC1 in ``depth_scale`` units per metre, default millimetres; 32FC1 metres)
@@ -273,13 +273,19 @@ class BagSource(RGBDSource):
                             "message (all-zero K)")
         images, depths = msgs[self.image_topic], msgs[self.depth_topic]
         dstamps = [d.stamp_ns for d in depths]
-        used = set()
-        self._pairs: list[tuple[_Msg, _Msg]] = []
-        for im in images:
+        # One depth per image: when two images want the same depth, the closer one gets it.
+        cands = []
+        for i, im in enumerate(images):
             j = _nearest(dstamps, im.stamp_ns)
             if j is not None and abs(dstamps[j] - im.stamp_ns) <= self.max_time_diff_ns:
-                self._pairs.append((im, depths[j]))
-                used.add(j)
+                cands.append((abs(dstamps[j] - im.stamp_ns), i, j))
+        taken: dict[int, int] = {}
+        for _, i, j in sorted(cands):
+            if j not in taken:
+                taken[j] = i
+        used = set(taken)
+        self._pairs: list[tuple[_Msg, _Msg]] = sorted(((images[i], depths[j]) for j, i in taken.items()),
+                                                      key=lambda p: p[0].stamp_ns)
         self.stats = {
             "images": len(images),
             "depths": len(depths),
@@ -334,6 +340,8 @@ class BagSource(RGBDSource):
         im = self._read(self.image_topic, im_ref)
         dm = self._read(self.depth_topic, d_ref)
         rgb = imaging.to_rgb8(self._decode(im, "image"), im.encoding)
+        if not rgb.flags.writeable:  # a view of the message buffer: own the pixels
+            rgb = rgb.copy()
         depth = imaging.depth_to_metres(self._decode(dm, "depth"), dm.encoding, self.depth_scale)
         hw = rgb.shape[:2]
         info = self._info(self.camera_info_topic, im_ref.stamp_ns)
