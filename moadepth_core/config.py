@@ -116,6 +116,7 @@ class DataConfig:
     depth_topic: str = "/camera/depth/image_raw"
     max_val_images: int | None = None  # cap validation cost on long runs
     num_workers: int = 2
+    skip_bad_frames: bool = False  # True: an unreadable training frame is replaced by the next one and counted
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -134,8 +135,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     log_every: int = 10
-    val_every: int = 500  # steps; also at every epoch end
-    ckpt_every: int = 500  # steps
+    val_every: int = 500  # steps (0: only at epoch ends and at the end of the run)
+    val_at_epoch_end: bool = True  # also validate after every epoch
+    ckpt_every: int = 500  # steps (last.pt; also written at the end of the run)
     best_metric: str = "abs_rel"  # lower is better unless it is a delta
     out: str = "runs/latest"
 
