@@ -1,0 +1,471 @@
+"""The ``moadepth`` node: image (+ camera_info) in; metric depth, confidence, intrinsics and points out.
+
+Message adaptation and threading only: conversions come from :mod:`moadepth_ros.messages`
+(validated against references), every number from :mod:`moadepth_core.depth_postprocess`.
+
+Threading: the image callback validates and converts the frame (cheap, so every bad message
+gets its log line), then stores it as *the* pending frame; one worker thread runs inference on
+the newest pending frame and the ones it replaced are counted as dropped. The executor thread
+never runs the network, so parameters, services, diagnostics and shutdown stay responsive.
+
+``depth_node`` runs the plain node; ``depth_node --lifecycle`` runs the managed variant
+(configure loads the model, activate publishes, deactivate stops, cleanup frees it).
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from moadepth_core import depth_postprocess as post
+from moadepth_core.errors import DataError, MoadepthError
+from moadepth_core.inference import UNTRAINED_WARNING, DepthEstimator
+from moadepth_core.pointcloud import pack_points
+from moadepth_ros import messages
+from moadepth_ros.diagnostics import FrameStats
+from moadepth_ros.node_config import BY_NAME, PARAMS, check_value
+
+NODE_NAME = "moadepth"
+#: Largest image side accepted: far beyond any camera, small enough to refuse corrupt headers early.
+MAX_IMAGE_SIDE = 16384
+INFO_HISTORY = 30
+
+
+def stamp_ns(header: Header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def frame_from_image(msg: Image) -> np.ndarray:
+    """Validate an Image and return it as HxWx3 uint8 RGB; any problem raises :class:`DataError`.
+
+    This is the node's whole validation/conversion layer for images (property-tested with random
+    messages): unsupported encodings, short data, step < row, empty or absurd sizes and 16-bit or
+    float images on the colour topic all end here with one sentence.
+    """
+    if msg.height > MAX_IMAGE_SIDE or msg.width > MAX_IMAGE_SIDE:
+        raise DataError(f"{msg.encoding} image size {msg.width}x{msg.height} exceeds {MAX_IMAGE_SIDE} "
+                        f"pixels per side")
+    return messages.image_to_rgb8(msg)
+
+
+@dataclass
+class CameraModel:
+    """A validated CameraInfo: its K and size, plus the message to scale for ``depth/camera_info``."""
+
+    stamp_ns: int
+    K: np.ndarray
+    hw: tuple[int, int]
+    msg: CameraInfo
+
+
+def camera_from_info(msg: CameraInfo) -> CameraModel:
+    """Validate a CameraInfo (finite positive focal lengths, finite K, non-empty size) or raise DataError."""
+    K, hw = messages.camera_info_to_K(msg)
+    if not np.isfinite(K).all():
+        raise DataError(f"CameraInfo for frame {msg.header.frame_id!r} has a non-finite K {K.ravel().tolist()}")
+    if hw[0] <= 0 or hw[1] <= 0:
+        raise DataError(f"CameraInfo for frame {msg.header.frame_id!r} has an empty size {hw[1]}x{hw[0]}")
+    return CameraModel(stamp_ns(msg.header), K, hw, msg)
+
+
+@dataclass
+class Frame:
+    header: Header
+    rgb: np.ndarray
+    stamp_ns: int
+    received: float  # time.monotonic() at the callback
+
+
+class _DepthNodeMixin:
+    """Everything the plain and the lifecycle node share; the subclass decides *when* to load and publish."""
+
+    def _init_common(self) -> None:
+        self._estimator: DepthEstimator | None = None
+        self._active = False
+        self._cfg: dict = {p.name: p.default for p in PARAMS}
+        self.stats = FrameStats()
+        self.problems: Counter[str] = Counter()  # every problem seen, by kind (logged or not)
+        self.log_lines: deque[tuple[str, str]] = deque(maxlen=200)  # the lines actually logged
+        self._log_lock = threading.Lock()
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+        self._cv = threading.Condition()
+        self._pending: Frame | None = None
+        self._busy = False
+        self._stop = False
+        self._worker: threading.Thread | None = None
+        self._infos: deque[CameraModel] = deque(maxlen=INFO_HISTORY)
+        self._info_lock = threading.Lock()
+        self._last_stamp: int | None = None
+        self._io: list = []
+        self.last_answered_stamp_ns: int | None = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for p in PARAMS:
+            self.declare_parameter(p.name, p.default, p.descriptor())
+        self._cfg = {p.name: self.get_parameter(p.name).value for p in PARAMS}
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self._cfg["diagnostics_period"], self._publish_diagnostics)
+
+    # ----------------------------------------------------------------- parameters
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        merged = dict(self._cfg)
+        merged.update({p.name: p.value for p in params})
+        for p in params:
+            spec = BY_NAME.get(p.name)
+            if spec is None:
+                continue
+            if not spec.dynamic and self._estimator is not None and p.value != self._cfg.get(p.name):
+                return SetParametersResult(successful=False, reason=(
+                    f"{p.name} is read when the model loads: restart the node (or cleanup and configure "
+                    f"the lifecycle node) to change it"))
+            reason = check_value(p.name, p.value, merged)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params: list[Parameter]) -> None:
+        for p in params:
+            if p.name in BY_NAME:
+                self._cfg[p.name] = p.value
+
+    # ----------------------------------------------------------------- logging
+    def report(self, kind: str, text: str) -> None:
+        """One readable warning per problem, repeated at most every ``log_period`` seconds.
+
+        The rate limit keys on the sentence with its numbers masked, so a camera sending the same
+        bad frame at 30 Hz logs once per period while a different problem still gets its own line.
+        """
+        key = kind + ":" + re.sub(r"[-+0-9.e]+", "#", text)
+        now = time.monotonic()
+        with self._log_lock:
+            self.problems[kind] += 1
+            last = self._last_logged.get(key)
+            if last is not None and now - last < self._cfg["log_period"]:
+                self._suppressed[key] += 1
+                return
+            if len(self._last_logged) > 1000:  # random garbage must not grow this forever
+                self._last_logged.clear()
+                self._suppressed.clear()
+            self._last_logged[key] = now
+            n = self._suppressed.pop(key, 0)
+            line = text + (f" ({n} similar messages suppressed)" if n else "")
+            self.log_lines.append((kind, line))
+        self.get_logger().warning(line)
+
+    # ----------------------------------------------------------------- model and I/O
+    def _load_model(self) -> None:
+        """Build the estimator from the parameters; MoadepthError (untrained, device, checkpoint) propagates."""
+        c = self._cfg
+        self._estimator = DepthEstimator(c["checkpoint"] or None, allow_untrained=c["allow_untrained"],
+                                         device=c["device"], precision=c["precision"])
+        est = self._estimator
+        if est.untrained:
+            self.get_logger().error(UNTRAINED_WARNING)
+        if c["focal_scaling"] and est.train_focal_px is None:
+            self.get_logger().warning("the checkpoint stores no training focal length: focal_scaling is off")
+        self.get_logger().info(
+            f"model {c['checkpoint'] or '(untrained)'} on {est.device} {est.precision}, input "
+            f"{est.model_size[1]}x{est.model_size[0]}, training focal {est.train_focal_px} px")
+
+    def _create_io(self, create_pub) -> None:
+        """Publishers (RELIABLE, depth 1: reliable and best-effort readers both connect) and subscriptions."""
+        out_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+        reliability = (ReliabilityPolicy.RELIABLE if self._cfg["sensor_qos"] == "reliable"
+                       else ReliabilityPolicy.BEST_EFFORT)
+        in_qos = QoSProfile(depth=5, reliability=reliability, durability=DurabilityPolicy.VOLATILE,
+                            history=HistoryPolicy.KEEP_LAST)
+        self.depth_pub = create_pub(Image, "depth/image", out_qos)
+        self.info_pub = create_pub(CameraInfo, "depth/camera_info", out_qos)
+        self.points_pub = create_pub(PointCloud2, "points", out_qos)
+        self.conf_pub = create_pub(Image, "depth/confidence", out_qos)
+        self._outputs = [self.depth_pub, self.info_pub, self.points_pub, self.conf_pub]
+        self._subs = [self.create_subscription(Image, "image", self._on_image, in_qos),
+                      self.create_subscription(CameraInfo, "camera_info", self._on_info, in_qos)]
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name="moadepth-inference", daemon=True)
+        self._worker.start()
+
+    def _destroy_io(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._pending = None
+            self._cv.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            self._worker = None
+        for sub in getattr(self, "_subs", []):
+            self.destroy_subscription(sub)
+        for pub in getattr(self, "_outputs", []):
+            self.destroy_publisher(pub)
+        self._subs, self._outputs = [], []
+        with self._info_lock:
+            self._infos.clear()
+        self._last_stamp = None
+
+    def _free_model(self) -> None:
+        self._estimator = None
+        gc.collect()
+
+    # ----------------------------------------------------------------- callbacks
+    def _on_info(self, msg: CameraInfo) -> None:
+        try:
+            cam = camera_from_info(msg)
+        except DataError as exc:
+            self.report("camera_info", f"CameraInfo ignored: {exc}")
+            return
+        with self._info_lock:
+            self._infos.append(cam)
+
+    def _on_image(self, msg: Image) -> None:
+        now = time.monotonic()
+        self.stats.input(now)
+        stamp = stamp_ns(msg.header)
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            back = (self._last_stamp - stamp) / 1e9
+            self._last_stamp = stamp
+            with self._info_lock:
+                self._infos.clear()
+            with self._cv:
+                self._pending = None
+            self.stats.reset_window()
+            self.stats.count("rejected")
+            self.report("stamp", f"image stamps went back by {back:.3f} s (bag loop or clock reset?): "
+                                 f"state reset, this frame skipped")
+            return
+        self._last_stamp = stamp
+        try:
+            rgb = frame_from_image(msg)
+        except DataError as exc:
+            self.stats.count("rejected")
+            self.report("image", f"image rejected: {exc}")
+            return
+        if not self._active:
+            return
+        if not (self._cfg["force_inference"] or any(p.get_subscription_count() > 0 for p in self._outputs)):
+            self.stats.count("skipped")
+            return
+        with self._cv:
+            if self._pending is not None:
+                self.stats.count("dropped")
+            self._pending = Frame(msg.header, rgb, stamp, now)
+            self._cv.notify()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no frame is pending or running (tests and shutdown use it)."""
+        end = time.monotonic() + timeout
+        with self._cv:
+            while self._pending is not None or self._busy:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+        return True
+
+    # ----------------------------------------------------------------- worker
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                frame, self._pending = self._pending, None
+                self._busy = True
+            try:
+                if self._active and self._estimator is not None:
+                    self._process(frame)
+            except MoadepthError as exc:
+                self.report("frame", f"frame at {frame.stamp_ns / 1e9:.3f} s not processed: {exc}")
+            except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
+                self.report("internal", f"inference failed on frame at {frame.stamp_ns / 1e9:.3f} s: "
+                                        f"{type(exc).__name__}: {exc}")
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def _pick_info(self, stamp: int) -> CameraModel | None:
+        """The CameraInfo with the same stamp (within camera_info_tolerance), else the latest one."""
+        tol_ns = self._cfg["camera_info_tolerance"] * 1e9
+        with self._info_lock:
+            if not self._infos:
+                return None
+            best = min(self._infos, key=lambda c: abs(c.stamp_ns - stamp))
+            return best if abs(best.stamp_ns - stamp) <= tol_ns else self._infos[-1]
+
+    def _process(self, frame: Frame) -> None:
+        c = dict(self._cfg)
+        est = self._estimator
+        res = est.predict(frame.rgb, output_size=c["output_size"])
+        img_hw = frame.rgb.shape[:2]
+        out_hw = res.depth.shape
+        cam = self._pick_info(frame.stamp_ns)
+        K_img = None
+        if cam is None:
+            self.report("no_camera_info", "no CameraInfo on camera_info yet: publishing depth without "
+                                          "focal scaling, depth/camera_info or points")
+        else:
+            try:
+                K_img = post.intrinsics_for_image(cam.K, cam.hw, img_hw)
+            except DataError as exc:
+                self.report("camera_info_size", str(exc))
+        depth = res.depth
+        if c["focal_scaling"] and K_img is not None and est.train_focal_px:
+            depth = depth * np.float32(post.focal_scale(K_img, img_hw, est.model_size, est.train_focal_px))
+        depth = post.clip_depth(depth, c["min_depth"], c["max_depth"])
+        header = frame.header
+        if not self._active:
+            return
+        self.depth_pub.publish(messages.numpy_to_image(depth, "32FC1", header))
+        self.conf_pub.publish(messages.numpy_to_image(res.confidence, "32FC1", header))
+        if K_img is not None:
+            info = messages.scaled_camera_info(cam.msg, out_hw)
+            info.header = header
+            self.info_pub.publish(info)
+            if c["publish_points"]:
+                K_out = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+                arrays = post.cloud_arrays(depth, K_out, uncertainty=res.uncertainty,
+                                           max_uncertainty=c["max_uncertainty"], stride=c["point_stride"],
+                                           rgb=frame.rgb if c["points_rgb"] else None)
+                self.points_pub.publish(messages.cloud_to_msg(pack_points(arrays.xyz, arrays.rgb), header))
+        self.last_answered_stamp_ns = frame.stamp_ns
+        self.stats.output(time.monotonic() - frame.received)
+
+    # ----------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        est = self._estimator
+        info = {
+            "device": str(est.device) if est else self._cfg["device"],
+            "precision": est.precision if est else self._cfg["precision"],
+            "checkpoint": (est.checkpoint_path or "(untrained)") if est else (self._cfg["checkpoint"] or "(none)"),
+            "model_loaded": str(est is not None),
+            "active": str(self._active),
+            "problems": ", ".join(f"{k}={v}" for k, v in sorted(self.problems.items())) or "none",
+        }
+        if est is not None and est.untrained:
+            level, message = DiagnosticStatus.ERROR, "UNTRAINED network: depth is meaningless, do not use it"
+        elif est is None or not self._active:
+            level, message = DiagnosticStatus.OK, "inactive"
+        else:
+            level, message = DiagnosticStatus.OK, "running"
+        status = self.stats.status(f"{self.get_name()}: depth estimation", info["device"], info,
+                                   level=level, message=message)
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(arr)
+
+
+class DepthNode(_DepthNodeMixin, Node):
+    """The plain node: loads the model in ``__init__`` (raising MoadepthError on a refusal) and runs."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._init_common()
+        try:
+            self._load_model()
+        except BaseException:
+            self.destroy_node()
+            raise
+        self._create_io(self.create_publisher)
+        self._active = True
+
+    def destroy_node(self) -> None:
+        self._active = False
+        self._destroy_io()
+        super().destroy_node()
+
+
+class LifecycleDepthNode(_DepthNodeMixin, LifecycleNode):
+    """The managed node: configure loads the model, activate publishes, deactivate stops, cleanup frees."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._init_common()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._load_model()
+        except MoadepthError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            self._free_model()
+            return TransitionCallbackReturn.FAILURE
+        self._create_io(self.create_lifecycle_publisher)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)
+        self._active = True
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self.wait_idle(30.0)
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._destroy_io()
+        self._free_model()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.on_cleanup(state)
+
+    def destroy_node(self) -> None:
+        self._active = False
+        self._destroy_io()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """``depth_node [--lifecycle] --ros-args ...``: spin until Ctrl-C; user errors end in one line, exit 2."""
+    argv = list(sys.argv if args is None else args)
+    if args is not None and (not argv or argv[0].startswith("-")):
+        argv = ["depth_node", *argv]
+    extra = rclpy.utilities.remove_ros_args(argv)[1:]
+    lifecycle = "--lifecycle" in extra
+    unknown = [a for a in extra if a != "--lifecycle"]
+    log = rclpy.logging.get_logger(NODE_NAME)
+    if unknown:
+        print(f"depth_node: error: unknown arguments {unknown}; usage: depth_node [--lifecycle] "
+              f"--ros-args -p name:=value -r image:=/camera/image", file=sys.stderr)
+        return 2
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = LifecycleDepthNode() if lifecycle else DepthNode()
+        rclpy.spin(node)
+    except (MoadepthError, ParameterException) as exc:
+        log.fatal(f"cannot start: {exc}")
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

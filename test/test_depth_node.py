@@ -1,0 +1,261 @@
+"""The depth node in process, over real DDS: headers, intrinsics, points, confidence, parameters,
+untrained refusal, lifecycle, latest-frame dropping and 640x480 delivery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+
+from depth_node_harness import (
+    MODEL_HW,
+    Client,
+    Spinner,
+    camera_K,
+    checkpoint_file,
+    image_msg,
+    info_msg,
+    rgb_frame,
+    stamp_of,
+    wait_for,
+)
+from moadepth_core import geometry
+from moadepth_core.errors import DeviceError, UntrainedError
+from moadepth_ros import messages
+from moadepth_ros.depth_node import DepthNode, LifecycleDepthNode
+
+pytestmark = pytest.mark.slow
+
+H, W = 48, 72  # same aspect as the 64x96 model input
+
+
+@pytest.fixture(scope="module")
+def ros():
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture
+def running(ros):
+    """A plain node on the test checkpoint and a client, both spinning; torn down after the test."""
+    made = []
+
+    def make(**params):
+        overrides = [Parameter("checkpoint", value=str(checkpoint_file())), Parameter("device", value="cpu"),
+                     Parameter("max_uncertainty", value=1000.0), Parameter("max_depth", value=1000.0),
+                     Parameter("min_depth", value=0.0)]
+        overrides += [Parameter(k, value=v) for k, v in params.items()]
+        node = DepthNode(parameter_overrides=overrides)
+        client = Client()
+        spin = Spinner(node, client)
+        made.append((node, client, spin))
+        assert wait_for(lambda: node.depth_pub.get_subscription_count() >= 1
+                        and client.image_pub.get_subscription_count() >= 1
+                        and node.points_pub.get_subscription_count() >= 1
+                        and client.info_pub.get_subscription_count() >= 1, 10.0)
+        return node, client
+
+    yield make
+    for node, client, spin in made:
+        spin.close()
+        node.destroy_node()
+        client.destroy_node()
+
+
+def _send(client, rgb, stamp, K=None, info_hw=None, frame_id="cam_optical"):
+    h, w = rgb.shape[:2]
+    if K is not None:
+        ih, iw = info_hw or (h, w)
+        client.info_pub.publish(info_msg(K, ih, iw, stamp, frame_id))
+    client.image_pub.publish(image_msg(rgb, stamp, frame_id))
+
+
+def test_depth_points_confidence_and_info_carry_the_input_header(running):
+    node, client = running(point_stride=1, points_rgb=True)
+    K = camera_K(H, W)
+    rgb = rgb_frame(H, W)
+    stamp = 1_700_000_000_123_456_789
+    _send(client, rgb, stamp, K, frame_id="front_cam_optical")
+    assert wait_for(lambda: all(client.got(k) for k in ("depth", "info", "points", "confidence")), 30.0)
+    depth_msg, info, cloud, conf = (client.got(k)[-1] for k in ("depth", "info", "points", "confidence"))
+    for m in (depth_msg, info, cloud, conf):
+        assert stamp_of(m) == stamp and m.header.frame_id == "front_cam_optical"
+    assert depth_msg.encoding == "32FC1" and (depth_msg.height, depth_msg.width) == (H, W)
+    depth = messages.image_to_numpy(depth_msg)
+    assert np.isfinite(depth).any()
+    c = messages.image_to_numpy(conf)
+    assert conf.encoding == "32FC1" and c.shape == (H, W) and ((c >= 0) & (c <= 1)).all()
+    K_pub = np.asarray(info.k).reshape(3, 3)
+    np.testing.assert_allclose(K_pub, K)
+    # points agree with back-projecting the published depth through the published K
+    assert (cloud.height, cloud.width) == (H, W)
+    assert cloud.is_dense == bool(np.isfinite(depth).all())  # is_dense false whenever a point is NaN
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
+    pts = messages.msg_to_packed(cloud)
+    from moadepth_core.pointcloud import unpack_points, unpack_rgb
+
+    np.testing.assert_allclose(unpack_points(pts), geometry.backproject(depth, K_pub), rtol=1e-5, atol=1e-6,
+                               equal_nan=True)
+    np.testing.assert_array_equal(unpack_rgb(pts), rgb)
+    # focal scaling: the network's depth times (fx at model size / training focal)
+    est = node._estimator
+    raw = est.predict(rgb).depth
+    scale = K[0, 0] * MODEL_HW[1] / W / 80.0
+    np.testing.assert_allclose(depth, raw * scale, rtol=1e-4)
+
+
+def test_runtime_parameters_model_output_and_rejections(running):
+    node, client = running(output_size="model", point_stride=2, points_rgb=False)
+    K = camera_K(H, W)
+    res = node.set_parameters([Parameter("max_depth", value=0.0001)])
+    assert not res[0].successful  # below the declared range
+    res = node.set_parameters_atomically([Parameter("min_depth", value=5.0), Parameter("max_depth", value=4.0)])
+    assert not res.successful and "min_depth" in res.reason
+    res = node.set_parameters([Parameter("device", value="cuda")])
+    assert not res[0].successful and "restart" in res[0].reason
+    res = node.set_parameters([Parameter("sensor_qos", value="sometimes")])
+    assert not res[0].successful
+    assert node.set_parameters([Parameter("point_stride", value=3)])[0].successful
+    _send(client, rgb_frame(H, W), 10**9, K)
+    assert wait_for(lambda: client.got("points") and client.got("info"), 30.0)
+    info, cloud, depth = client.got("info")[-1], client.got("points")[-1], client.got("depth")[-1]
+    assert (depth.height, depth.width) == MODEL_HW and (info.height, info.width) == MODEL_HW
+    np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), geometry.scale_intrinsics(K, (H, W), MODEL_HW))
+    assert (cloud.height, cloud.width) == (-(-MODEL_HW[0] // 3), -(-MODEL_HW[1] // 3))
+    assert [f.name for f in cloud.fields] == ["x", "y", "z"]
+    # max_depth below every prediction: depth all NaN; publish_points off: no more clouds
+    assert node.set_parameters_atomically([Parameter("max_depth", value=0.011), Parameter("min_depth", value=0.01),
+                                           Parameter("publish_points", value=False)]).successful
+    n_points = len(client.got("points"))
+    _send(client, rgb_frame(H, W), 2 * 10**9, K)
+    assert wait_for(lambda: 2 * 10**9 in client.stamps("depth"), 30.0)
+    assert np.isnan(messages.image_to_numpy(client.got("depth")[-1])).all()
+    assert node.wait_idle(5.0) and len(client.got("points")) == n_points
+
+
+def test_latest_frame_only_under_a_burst(running):
+    node, client = running()
+    K = camera_K(H, W)
+    stamps = [10**9 * (i + 1) for i in range(15)]
+    for s in stamps:
+        _send(client, rgb_frame(H, W, seed=s % 7), s, K)
+    assert wait_for(lambda: stamps[-1] in client.stamps("depth"), 60.0), client.stamps("depth")
+    assert node.wait_idle(10.0)
+    out = client.stamps("depth")
+    assert len(out) <= len(stamps) and set(out) <= set(stamps)
+    assert out == sorted(out)
+    s = node.stats.summary()
+    # the reader's keep-last history (5) may already overwrite frames inside DDS; what reaches the
+    # callback is accounted for exactly
+    assert 1 <= s["frames_in"] <= len(stamps)
+    assert s["frames_out"] + s["dropped"] == s["frames_in"] and s["frames_out"] == len(out)
+
+
+def test_skips_inference_without_subscribers_unless_forced(ros):
+    ck = str(checkpoint_file())
+    node = DepthNode(parameter_overrides=[Parameter("checkpoint", value=ck)])
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+
+    feeder = Node("feeder")
+    pub = feeder.create_publisher(Image, "image", QoSProfile(depth=10))
+    spin = Spinner(node, feeder)
+    try:
+        assert wait_for(lambda: pub.get_subscription_count() >= 1, 10.0)
+        pub.publish(image_msg(rgb_frame(H, W), 10**9))
+        assert wait_for(lambda: node.stats.skipped >= 1, 10.0)
+        assert node.stats.frames_out == 0
+        assert node.set_parameters([Parameter("force_inference", value=True)])[0].successful
+        pub.publish(image_msg(rgb_frame(H, W), 2 * 10**9))
+        assert wait_for(lambda: node.stats.frames_out == 1, 30.0)
+    finally:
+        spin.close()
+        node.destroy_node()
+        feeder.destroy_node()
+
+
+def test_untrained_refused_then_allowed_with_error_diagnostics(ros):
+    with pytest.raises(UntrainedError):
+        DepthNode()
+    with pytest.raises(DeviceError, match="CUDA"):
+        DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
+                                       Parameter("device", value="cuda")])
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from rclpy.node import Node
+
+    node = DepthNode(parameter_overrides=[Parameter("allow_untrained", value=True),
+                                          Parameter("diagnostics_period", value=0.1)])
+    listener = Node("diag_listener")
+    got = []
+    listener.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
+    spin = Spinner(node, listener)
+    try:
+        assert node._estimator.untrained
+        assert wait_for(lambda: any(s.name.startswith("moadepth") for a in got for s in a.status), 10.0)
+        st = next(s for a in got for s in a.status if s.name.startswith("moadepth"))
+        assert st.level == DiagnosticStatus.ERROR and "UNTRAINED" in st.message
+        keys = {kv.key for kv in st.values}
+        assert {"input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "dropped", "device",
+                "precision", "checkpoint"} <= keys
+    finally:
+        spin.close()
+        node.destroy_node()
+        listener.destroy_node()
+
+
+def test_lifecycle_configure_activate_deactivate_cleanup(ros):
+    from lifecycle_msgs.msg import State
+
+    node = LifecycleDepthNode(parameter_overrides=[
+        Parameter("checkpoint", value=str(checkpoint_file())), Parameter("max_uncertainty", value=1000.0)])
+    client = Client()
+    spin = Spinner(node, client)
+    try:
+        assert node._estimator is None
+        node.trigger_configure()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
+        assert node._estimator is not None
+        assert wait_for(lambda: client.image_pub.get_subscription_count() >= 1
+                        and node.depth_pub.get_subscription_count() >= 1, 10.0)
+        _send(client, rgb_frame(H, W), 10**9, camera_K(H, W))
+        assert node.wait_idle(5.0)
+        assert not client.got("depth")  # configured but inactive: nothing published
+        node.trigger_activate()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+        _send(client, rgb_frame(H, W), 2 * 10**9, camera_K(H, W))
+        assert wait_for(lambda: 2 * 10**9 in client.stamps("depth"), 30.0)
+        node.trigger_deactivate()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
+        n = len(client.got("depth"))
+        _send(client, rgb_frame(H, W), 3 * 10**9, camera_K(H, W))
+        assert node.wait_idle(5.0)
+        assert len(client.got("depth")) == n
+        node.trigger_cleanup()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert node._estimator is None
+        # configure fails cleanly on a device that is not there, and can be retried
+        node.set_parameters([Parameter("device", value="cuda")])
+        node.trigger_configure()
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        spin.close()
+        node.destroy_node()
+        client.destroy_node()
+
+
+def test_640x480_rgb8_is_delivered_with_the_default_reliable_qos(running):
+    node, client = running(publish_points=False)
+    assert node.get_parameter("sensor_qos").value == "reliable"
+    K = camera_K(480, 640)
+    stamps = [10**9 * (i + 1) for i in range(3)]
+    for s in stamps:
+        _send(client, rgb_frame(480, 640, seed=s % 5), s, K)
+        assert wait_for(lambda s=s: node.stats.frames_in >= stamps.index(s) + 1, 10.0)
+    assert wait_for(lambda: stamps[-1] in client.stamps("depth"), 60.0)
+    d = client.got("depth")[-1]
+    assert (d.height, d.width) == (480, 640)
+    assert node.stats.frames_in == len(stamps) and node.stats.rejected == 0

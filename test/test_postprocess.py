@@ -1,0 +1,102 @@
+"""moadepth_core.depth_postprocess: the maths the depth node publishes, without ROS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from moadepth_core import depth_postprocess as post
+from moadepth_core import geometry
+from moadepth_core.errors import DataError
+from moadepth_core.head import confidence_from_uncertainty, relative_uncertainty
+from moadepth_core.pointcloud import pack_points, unpack_points, unpack_rgb
+
+
+def _K(h, w):
+    return geometry.intrinsics_matrix(0.8 * w, 0.8 * w, w / 2 - 0.3, h / 2 + 0.7)
+
+
+def test_clip_depth_nans_outside_range_and_invalid():
+    d = np.array([[0.05, 0.5, 5.0], [20.0, np.nan, -1.0], [np.inf, 0.0, 10.0]], np.float32)
+    out = post.clip_depth(d, 0.1, 10.0)
+    expect = np.array([[np.nan, 0.5, 5.0], [np.nan, np.nan, np.nan], [np.nan, np.nan, 10.0]], np.float32)
+    np.testing.assert_array_equal(out, expect)
+    assert out.dtype == np.float32 and np.isfinite(d[0, 1])  # input untouched
+
+
+def test_focal_scale_follows_the_camera_at_model_size():
+    K = _K(480, 640)
+    # fx at 640 wide = 512; the network input is 96 wide -> fx_model = 76.8; trained at 80 px.
+    s = post.focal_scale(K, (480, 640), (64, 96), 80.0)
+    assert s == pytest.approx(512 * 96 / 640 / 80.0)
+    with pytest.raises(DataError):
+        post.focal_scale(K, (480, 640), (64, 96), 0.0)
+
+
+def test_intrinsics_for_image_scales_same_aspect_and_refuses_other():
+    K = _K(480, 640)
+    np.testing.assert_array_equal(post.intrinsics_for_image(K, (480, 640), (480, 640)), K)
+    half = post.intrinsics_for_image(K, (480, 640), (240, 320))
+    np.testing.assert_allclose(half, geometry.scale_intrinsics(K, (480, 640), (240, 320)))
+    with pytest.raises(DataError, match="aspect"):
+        post.intrinsics_for_image(K, (480, 640), (480, 480))
+    with pytest.raises(DataError, match="empty"):
+        post.intrinsics_for_image(K, (0, 0), (480, 640))
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_cloud_arrays_match_backprojection_and_stride(stride):
+    h, w = 12, 17
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
+    depth[0, 0] = np.nan
+    K = _K(h, w)
+    rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    arr = post.cloud_arrays(depth, K, stride=stride, rgb=rgb)
+    hs, ws = -(-h // stride), -(-w // stride)
+    assert arr.xyz.shape == (hs, ws, 3) and arr.rgb.shape == (hs, ws, 3)
+    v, u = np.mgrid[0:h:stride, 0:w:stride]
+    z = depth[::stride, ::stride]
+    np.testing.assert_allclose(arr.xyz[..., 0], (u - K[0, 2]) / K[0, 0] * z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(arr.xyz[..., 1], (v - K[1, 2]) / K[1, 1] * z, rtol=1e-5, atol=1e-6)
+    assert np.isnan(arr.xyz[0, 0]).all()
+    packed = pack_points(arr.xyz, arr.rgb)
+    np.testing.assert_array_equal(unpack_rgb(packed), rgb[::stride, ::stride])
+    np.testing.assert_array_equal(unpack_points(packed), arr.xyz)
+    assert packed.is_dense is False
+
+
+def test_uncertainty_filter_removes_exactly_the_pixels_over_the_threshold():
+    h, w = 10, 10
+    depth = np.full((h, w), 2.0, np.float32)
+    unc = np.linspace(0.0, 1.0, h * w, dtype=np.float32).reshape(h, w)
+    arr = post.cloud_arrays(depth, _K(h, w), uncertainty=unc, max_uncertainty=0.3)
+    removed = np.isnan(arr.xyz[..., 2])
+    np.testing.assert_array_equal(removed, unc > 0.3)
+    # the filter is off at infinity and never touches the input depth
+    assert not np.isnan(post.cloud_arrays(depth, _K(h, w), uncertainty=unc).xyz).any()
+    assert np.isfinite(depth).all()
+
+
+def test_confidence_follows_the_distribution_peaked_beats_flat():
+    """Relative std of the bin distribution -> confidence: a peaked distribution scores higher."""
+    centres = torch.linspace(0.5, 10.0, 64)
+    peaked = torch.softmax(-((centres - 3.0) ** 2) / 0.01, 0).view(1, -1, 1, 1)
+    flat = torch.full((1, 64, 1, 1), 1 / 64)
+
+    def conf(probs):
+        depth = (probs * centres.view(1, -1, 1, 1)).sum(1, keepdim=True)
+        return confidence_from_uncertainty(relative_uncertainty(probs, centres, depth))
+
+    c_peaked, c_flat = conf(peaked), conf(flat)
+    assert float(c_peaked) > 0.9 > float(c_flat)
+    assert 0.0 <= float(c_flat) <= 1.0
+
+
+def test_rgb_resized_to_model_output():
+    depth = np.ones((8, 12), np.float32)
+    rgb = np.zeros((32, 48, 3), np.uint8)
+    rgb[..., 0] = 200
+    arr = post.cloud_arrays(depth, _K(8, 12), rgb=rgb)
+    assert arr.rgb.shape == (8, 12, 3) and (arr.rgb[..., 0] == 200).all()
