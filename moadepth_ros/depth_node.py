@@ -154,7 +154,7 @@ class _DepthNodeMixin:
         The rate limit keys on the sentence with its numbers masked, so a camera sending the same
         bad frame at 30 Hz logs once per period while a different problem still gets its own line.
         """
-        key = kind + ":" + re.sub(r"[-+0-9.e]+", "#", text)
+        key = kind + ":" + re.sub(r"[-+]?\d[\d.e+-]*", "#", text)
         now = time.monotonic()
         with self._log_lock:
             self.problems[kind] += 1
