@@ -1,0 +1,93 @@
+"""``.venv/bin/depth_node`` as its own process, the test as a separate DDS client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from depth_node_harness import (
+    Client,
+    Spinner,
+    camera_K,
+    checkpoint_file,
+    image_msg,
+    info_msg,
+    rgb_frame,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+EXE = Path(sys.executable).with_name("depth_node")
+H, W = 48, 72
+
+
+def _start(*ros_args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(EXE), "--ros-args", *ros_args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+
+
+@pytest.fixture(scope="module")
+def ros():
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def test_node_process_answers_a_separate_client(ros):
+    assert EXE.exists(), "depth_node is not installed in the venv (pip install -e .)"
+    ck = str(checkpoint_file())
+    # the refusals start in parallel with the real node: each costs one interpreter start-up
+    refusals = {"untrained": _start(), "cuda": _start("-p", f"checkpoint:={ck}", "-p", "device:=cuda")}
+    proc = _start("-p", f"checkpoint:={ck}", "-p", "max_uncertainty:=1000.0", "-p", "min_depth:=0.0",
+                  "-p", "max_depth:=1000.0", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info",
+                  "-r", "depth/image:=/cam/depth/image", "-r", "depth/camera_info:=/cam/depth/camera_info",
+                  "-r", "points:=/cam/points", "-r", "depth/confidence:=/cam/depth/confidence")
+    client = Client(prefix="/cam")
+    spin = Spinner(client)
+    try:
+        assert wait_for(lambda: client.image_pub.get_subscription_count() >= 1 or proc.poll() is not None, 90.0)
+        assert proc.poll() is None, proc.communicate()[0]
+        stamp = 1_234 * 10**9 + 5
+        K = camera_K(H, W)
+        ok = False
+        for i in range(40):  # the node's publishers may match a little after its subscription
+            s = stamp + i
+            client.info_pub.publish(info_msg(K, H, W, s, "proc_cam"))
+            client.image_pub.publish(image_msg(rgb_frame(H, W), s, "proc_cam"))
+            if wait_for(lambda: client.got("points") and client.got("depth"), 1.5):
+                ok = True
+                break
+        assert ok, "no answer from the node process"
+        d = client.got("depth")[-1]
+        assert d.header.frame_id == "proc_cam" and stamp <= d.header.stamp.sec * 10**9 + d.header.stamp.nanosec
+        assert (d.height, d.width) == (H, W) and d.encoding == "32FC1"
+    finally:
+        spin.close()
+        client.destroy_node()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out = proc.communicate(timeout=20)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = proc.communicate()[0]
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+    for name, p in refusals.items():
+        try:
+            out = p.communicate(timeout=90)[0]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            pytest.fail(f"{name} refusal did not exit")
+        assert p.returncode == 2, (name, out)
+        assert "Traceback" not in out
+        lines = [ln for ln in out.splitlines() if "cannot start" in ln]
+        assert len(lines) == 1, out
+        assert ("untrained" in lines[0]) if name == "untrained" else ("CUDA" in lines[0])
