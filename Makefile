@@ -69,7 +69,8 @@ demo: $(STAMP)
 	bash scripts/demo.sh
 
 bench: $(STAMP)
-	$(VPY) scripts/bench.py
+	$(VPY) -m pip install -q -r requirements-bench.txt
+	$(VPY) scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build install log demo-output runs bench-results.json .pytest_cache .ruff_cache *.egg-info

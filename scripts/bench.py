@@ -1,0 +1,617 @@
+#!/usr/bin/env python3
+"""moadepth benchmark suite (issue 6): prints a table, writes bench-results.json at the repo root.
+
+Why a script and not tests: speed depends on the machine, so targets live here as
+measured figures beside the CPU model and thread count, never as timed assertions.
+Every figure is the median of repeated runs. Weights are random (nothing can be
+downloaded here, and speed does not depend on the values).
+
+Stages (each bounded; the whole default suite stays well under 10 minutes):
+  forward  network forward, batch 1: torch fp32 / bf16 and ONNX Runtime fp32 at 224x224 and a
+           4:3 size, raw (model-size tensor) and through DepthEstimator from a 640x480 frame;
+           CUDA fp16/bf16 when a GPU is present
+  pack     image/depth conversions and depth -> points -> filled rclpy PointCloud2, ours vs the
+           ``pointcloud2`` PyPI package
+  train    training throughput (images/s), batch 8 at 224x224, CPU (and CUDA when present)
+  peer     Depth Anything V2 Small architecture (transformers, random weights) at 518x518 and
+           518x686 (640x480-equivalent), fp32, same threads
+  node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, bf16; output rate,
+           latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS
+  soak     (--soak only) issue 7: 2,000 frames at max rate through the node; RSS growth after
+           warm-up, last frame answered, counts
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Network rule (shared/ENVIRONMENT.md): DDS discovery stays on this machine, one domain per run.
+# Set before rclpy is imported anywhere, inherited by the node subprocess.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+FRAME_HW = (480, 640)
+SIZES = {"224x224": (224, 224), "192x256": (192, 256)}  # square, and 4:3 like the camera
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def timed(fn: Callable[[], object], repeat: int, warmup: int = 2, sync: Callable[[], None] | None = None,
+          budget_s: float | None = None) -> float:
+    """Median milliseconds of ``fn`` over ``repeat`` runs after ``warmup`` (stops early past budget_s)."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    start = time.perf_counter()
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append((time.perf_counter() - t) * 1e3)
+        if budget_s is not None and time.perf_counter() - start > budget_s and len(times) >= 3:
+            break
+    return statistics.median(times)
+
+
+def build_random_model(size: tuple[int, int]):
+    from moadepth_core.config import ModelConfig
+    from moadepth_core.network import build_model
+
+    torch.manual_seed(0)
+    return build_model(ModelConfig(pretrained="none", image_size=list(size))).eval()
+
+
+def test_frame() -> np.ndarray:
+    """A 640x480 RGB frame with structure (gradients + noise), not a constant."""
+    h, w = FRAME_HW
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], axis=-1)
+    return np.clip(base + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+def stage_forward(res: dict, repeat: int) -> None:
+    from moadepth_core.inference import DepthEstimator
+
+    rgb = test_frame()
+    detail = res["details"].setdefault("forward_ms", {})
+    for name, size in SIZES.items():
+        base = build_random_model(size)
+        runs = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+        for backend, prec in runs:
+            est = DepthEstimator(None, model=copy.deepcopy(base), device="cpu", precision=prec, backend=backend)
+            x = est.preprocess(rgb)
+            raw = timed(lambda est=est, x=x: est.forward(x), repeat)
+            full = timed(lambda est=est: est.predict(rgb), repeat)
+            key = f"cpu_{backend}_{prec}_{name}"
+            detail[key] = {"raw": round(raw, 2), "predict_640x480": round(full, 2)}
+            print(f"  forward {key:34s} raw {raw:7.1f} ms   640x480 predict {full:7.1f} ms", flush=True)
+            del est
+        if torch.cuda.is_available():
+            for prec in ("fp16", "bf16"):
+                est = DepthEstimator(None, model=copy.deepcopy(base), device="cuda", precision=prec)
+                x = est.preprocess(rgb)
+                raw = timed(lambda est=est, x=x: est.forward(x), repeat * 3, 5, torch.cuda.synchronize)
+                full = timed(lambda est=est: est.predict(rgb), repeat * 3, 5, torch.cuda.synchronize)
+                key = f"cuda_torch_{prec}_{name}"
+                detail[key] = {"raw": round(raw, 2), "predict_640x480": round(full, 2)}
+                print(f"  forward {key:34s} raw {raw:7.1f} ms   640x480 predict {full:7.1f} ms", flush=True)
+                del est
+        del base
+    d = detail
+    res["forward_ms_fp32"] = d["cpu_torch_fp32_224x224"]["predict_640x480"]
+    res["forward_ms_bf16"] = d["cpu_torch_bf16_224x224"]["predict_640x480"]
+    res["forward_ms_fp32_onnxruntime"] = d["cpu_onnxruntime_fp32_224x224"]["predict_640x480"]
+    res["raw_forward_ms_bf16"] = d["cpu_torch_bf16_224x224"]["raw"]
+    res["raw_forward_ms_fp32"] = d["cpu_torch_fp32_224x224"]["raw"]
+
+
+# ---------------------------------------------------------------------------------------------
+def stage_pack(res: dict, repeat: int) -> None:
+    import pointcloud2
+    from sensor_msgs.msg import PointCloud2, PointField
+    from std_msgs.msg import Header
+
+    from moadepth_core import geometry, pointcloud
+    from moadepth_ros import messages
+
+    h, w = FRAME_HW
+    rgb = test_frame()
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(0.5, 8.0, (h, w)).astype(np.float32)
+    depth[rng.random((h, w)) < 0.05] = np.nan  # some invalid pixels, as the node publishes
+    K = geometry.intrinsics_matrix(525.0, 525.0, 319.5, 239.5)
+    header = Header(frame_id="camera_optical_frame")
+    img_msg = messages.numpy_to_image(rgb, "rgb8", header)
+
+    def ours() -> PointCloud2:
+        pts = geometry.backproject(depth, K)
+        return messages.cloud_to_msg(pointcloud.pack_points(pts, rgb), header)
+
+    lib_fields = [PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+                  PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
+                  PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
+                  PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1)]
+
+    def library() -> PointCloud2:
+        pts = geometry.backproject(depth, K)
+        colour = pointcloud.pack_rgb(rgb).view(np.float32)
+        arr = np.concatenate([pts, colour[..., None]], axis=-1)  # (H, W, 4) float32, unstructured
+        cloud = pointcloud2.create_cloud(header, lib_fields, arr)
+        msg = PointCloud2(header=header, height=cloud.height, width=cloud.width, fields=list(cloud.fields),
+                          is_bigendian=cloud.is_bigendian, point_step=cloud.point_step,
+                          row_step=cloud.row_step, is_dense=cloud.is_dense)
+        msg.data = messages._byte_array(cloud.data)
+        return msg
+
+    a, b = ours(), library()  # same bytes, or the comparison is meaningless
+    assert bytes(a.data) == bytes(b.data) and a.point_step == b.point_step, "pack outputs differ"
+    ours_ms = timed(ours, repeat * 3)
+    lib_ms = timed(library, repeat * 3)
+    conv_in = timed(lambda: messages.image_to_rgb8(img_msg), repeat * 3)
+    conv_out = timed(lambda: messages.numpy_to_image(depth, "32FC1", header), repeat * 3)
+    res["details"]["pack_ms"] = {"ours_points_to_msg": round(ours_ms, 2), "pointcloud2_lib": round(lib_ms, 2),
+                                 "image_msg_to_rgb8": round(conv_in, 3), "depth_to_32FC1_msg": round(conv_out, 3)}
+    res["pack_ms"] = round(ours_ms, 2)
+    res["pack_ms_pointcloud2"] = round(lib_ms, 2)
+    res["pack_speedup_vs_pointcloud2"] = round(lib_ms / ours_ms, 2)
+    print(f"  pack ours {ours_ms:.2f} ms, pointcloud2 {lib_ms:.2f} ms; image->rgb8 {conv_in:.3f} ms, "
+          f"depth->32FC1 {conv_out:.3f} ms", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+def stage_train(res: dict, steps: int) -> None:
+    from moadepth_core.config import LossConfig
+    from moadepth_core.losses import depth_loss
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        model = build_random_model((224, 224)).to(dev).train()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        x = torch.rand(8, 3, 224, 224, device=dev)
+        y = torch.rand(8, 1, 224, 224, device=dev) * 9 + 0.5
+        cfg = LossConfig()
+
+        def step(model=model, opt=opt, x=x, y=y, cfg=cfg) -> None:
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            depth_loss(out, y, cfg, model.head.edges)["loss"].backward()
+            opt.step()
+
+        sync = torch.cuda.synchronize if dev == "cuda" else None
+        ms = timed(step, steps, warmup=1, sync=sync)
+        ips = 8 / (ms / 1e3)
+        key = "train_images_per_s" if dev == "cpu" else "train_images_per_s_cuda"
+        res[key] = round(ips, 2)
+        print(f"  train {dev}: batch 8 at 224x224, {ms:.0f} ms/step = {ips:.1f} images/s", flush=True)
+        del model, opt
+
+
+# ---------------------------------------------------------------------------------------------
+def stage_peer(res: dict, repeat: int) -> None:
+    try:
+        from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
+    except ImportError:
+        print("  peer: transformers is not installed (pip install -r requirements-bench.txt); skipped")
+        return
+    torch.manual_seed(0)
+    peer = DepthAnythingForDepthEstimation(DepthAnythingConfig()).eval()  # DA2-Small architecture
+    out = {}
+    for name, (h, w) in {"518x518": (518, 518), "518x686": (518, 686)}.items():
+        x = torch.rand(1, 3, h, w)
+        with torch.inference_mode():
+            out[name] = timed(lambda x=x: peer(pixel_values=x), repeat, warmup=1, budget_s=20)
+        print(f"  peer DA2-Small fp32 {name}: {out[name]:.1f} ms", flush=True)
+    res["details"]["peer_da2_small_ms"] = {k: round(v, 1) for k, v in out.items()}
+    res["peer_da2_small_ms"] = round(out["518x518"], 1)
+    if "forward_ms_fp32" in res:
+        res["speed_ratio_vs_da2_small"] = round(out["518x518"] / res["forward_ms_fp32"], 2)
+        res["speed_ratio_vs_da2_small_onnxruntime"] = round(out["518x518"] / res["forward_ms_fp32_onnxruntime"], 2)
+        res["speed_ratio_vs_da2_small_640x480"] = round(out["518x686"] / res["forward_ms_fp32"], 2)
+
+
+# ---------------------------------------------------------------------------------------------
+class NodeRun:
+    """depth_node as a subprocess plus an in-process rclpy publisher/subscriber pair on loopback."""
+
+    def __init__(self, checkpoint: Path, precision: str, extra_params: dict[str, str] | None = None) -> None:
+        import psutil
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        from moadepth_core import geometry
+        from moadepth_ros import messages
+
+        self.ns = f"/bench{os.getpid()}"
+        exe = ROOT / ".venv" / "bin" / "depth_node"
+        if not exe.exists():
+            exe = Path(sys.executable).parent / "depth_node"
+        params = {"checkpoint": str(checkpoint), "precision": precision, "device": "cpu",
+                  "publish_points": "true", "points_rgb": "true", **(extra_params or {})}
+        cmd = [str(exe), "--ros-args", "-r", f"__ns:={self.ns}"]
+        for k, v in params.items():
+            cmd += ["-p", f"{k}:={v}"]
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="depth_node-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        self.ps = psutil.Process(self.proc.pid)
+        self.rss_samples: list[tuple[float, int]] = []
+        if not rclpy.ok():
+            rclpy.init()
+        self.rclpy = rclpy
+        self.node = rclpy.create_node(f"moadepth_bench_{os.getpid()}")
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.img_pub = self.node.create_publisher(Image, f"{self.ns}/image", qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, f"{self.ns}/camera_info", qos)
+        self.lock = threading.Lock()
+        self.sent: dict[int, float] = {}  # stamp ns -> publish time (perf_counter)
+        self.depth_rx: list[tuple[int, float]] = []  # (stamp ns, receive time)
+        self.points_rx = 0
+        self.node.create_subscription(Image, f"{self.ns}/depth/image", self._on_depth, qos)
+        self.node.create_subscription(PointCloud2, f"{self.ns}/points", self._on_points, qos)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spin.start()
+        rgb = test_frame()
+        self.img = messages.numpy_to_image(rgb, "rgb8")
+        self.img.header.frame_id = "bench_camera_optical_frame"
+        K = geometry.intrinsics_matrix(525.0, 525.0, 319.5, 239.5)
+        self.info = messages.make_camera_info(self.img.header, K, *FRAME_HW)
+        self.seq = 0
+
+    def _on_depth(self, msg) -> None:
+        t = time.perf_counter()
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.lock:
+            self.depth_rx.append((stamp, t))
+
+    def _on_points(self, msg) -> None:
+        with self.lock:
+            self.points_rx += 1
+
+    def sample_rss(self) -> int:
+        import psutil
+
+        try:
+            rss = sum(p.memory_info().rss for p in [self.ps, *self.ps.children(recursive=True)])
+        except psutil.Error:
+            return 0
+        self.rss_samples.append((time.perf_counter(), rss))
+        return rss
+
+    def peak_rss(self) -> int:
+        """Kernel high-water mark (VmHWM) when readable: catches peaks between samples."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return max((r for _, r in self.rss_samples), default=0)
+
+    def publish(self) -> int:
+        """Publish one frame (+ CameraInfo) stamped with a unique ns value; returns the stamp."""
+        self.seq += 1
+        now = time.time_ns() // 1000 * 1000 + self.seq % 1000  # unique even within one microsecond
+        self.img.header.stamp.sec, self.img.header.stamp.nanosec = divmod(now, 1_000_000_000)
+        self.info.header.stamp = self.img.header.stamp
+        with self.lock:
+            self.sent[now] = time.perf_counter()
+        self.info_pub.publish(self.info)
+        self.img_pub.publish(self.img)
+        return now
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Publish at 2 Hz until the first depth image comes back (model load + DDS discovery)."""
+        end = time.perf_counter() + timeout
+        while time.perf_counter() < end:
+            if self.proc.poll() is not None:
+                return False
+            self.publish()
+            self.sample_rss()
+            time.sleep(0.5)
+            with self.lock:
+                if self.depth_rx:
+                    return True
+        return False
+
+    def drive(self, rate_hz: float, duration_s: float | None = None, frames: int | None = None) -> tuple[int, int]:
+        """Publish at ``rate_hz`` (0: back to back, paced only by DDS) for a time or a frame count."""
+        with self.lock:
+            self.depth_rx.clear()
+            self.sent.clear()
+            self.points_rx = 0
+        period = 1.0 / rate_hz if rate_hz > 0 else 0.0
+        start = time.perf_counter()
+        next_t = start
+        n = 0
+        last_rss = 0.0
+        while True:
+            if duration_s is not None and time.perf_counter() - start >= duration_s:
+                break
+            if frames is not None and n >= frames:
+                break
+            self.publish()
+            n += 1
+            now = time.perf_counter()
+            if now - last_rss > 0.5:
+                self.sample_rss()
+                last_rss = now
+            if period:
+                next_t += period
+                delay = next_t - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    next_t = time.perf_counter()
+            else:
+                time.sleep(0.002)  # leave the GIL to the spinning executor
+        return n, int((time.perf_counter() - start) * 1e9)
+
+    def latencies(self, skip_s: float = 0.0) -> tuple[list[float], list[float]]:
+        """(latencies ms of answered frames, receive times) for frames published after ``skip_s``."""
+        with self.lock:
+            t0 = min(self.sent.values(), default=0.0)
+            lat, rx = [], []
+            for stamp, t in self.depth_rx:
+                if stamp in self.sent and self.sent[stamp] - t0 >= skip_s:
+                    lat.append((t - self.sent[stamp]) * 1e3)
+                    rx.append(t)
+        return lat, rx
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.log.close()
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(Path(self.log.name).read_text().splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def make_checkpoint(tmp: Path, size: tuple[int, int] = (224, 224)) -> Path:
+    from moadepth_core.checkpoint import save_checkpoint
+
+    path = tmp / "bench-random.pt"
+    save_checkpoint(path, build_random_model(size))
+    return path
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float) -> None:
+    ckpt = make_checkpoint(tmp)
+    run = NodeRun(ckpt, "bf16")
+    try:
+        if not run.wait_ready(120):
+            print("  node: no depth came back within 120 s; node log:\n" + run.log_tail())
+            res["node_error"] = "no output"
+            return
+        time.sleep(1.0)
+        # 1) the issue's load: 30 Hz for a bounded time
+        sent, dur_ns = run.drive(rate_hz, duration_s=duration_s)
+        time.sleep(1.0)  # let the last answers arrive
+        lat, rx = run.latencies(skip_s=2.0)
+        with run.lock:
+            answered, points = len(run.depth_rx), run.points_rx
+        hz = (len(rx) - 1) / (rx[-1] - rx[0]) if len(rx) > 2 else 0.0
+        res["node_output_hz"] = round(hz, 2)
+        res["node_latency_p50_ms"] = round(pct(lat, 50), 1)
+        res["node_latency_p95_ms"] = round(pct(lat, 95), 1)
+        res["node_frames"] = {"sent": sent, "depth_received": answered, "points_received": points,
+                              "input_hz": rate_hz, "duration_s": duration_s}
+        # 2) paced below the node's rate: latency without queueing = processing + transport
+        paced_hz = max(1.0, min(rate_hz, 0.6 * hz)) if hz else 5.0
+        run.drive(paced_hz, duration_s=min(10.0, duration_s))
+        time.sleep(1.0)
+        lat_p, _ = run.latencies(skip_s=1.0)
+        res["node_latency_p50_ms_paced"] = round(pct(lat_p, 50), 1)
+        res["node_paced_input_hz"] = round(paced_hz, 1)
+        run.sample_rss()
+        res["node_peak_rss_mb"] = round(run.peak_rss() / 2**20, 1)
+        print(f"  node: {sent} sent at {rate_hz:g} Hz, {answered} depth / {points} clouds back; "
+              f"{hz:.1f} Hz out, latency p50 {res['node_latency_p50_ms']} ms p95 {res['node_latency_p95_ms']} ms; "
+              f"paced {paced_hz:.1f} Hz p50 {res['node_latency_p50_ms_paced']} ms; "
+              f"peak RSS {res['node_peak_rss_mb']} MB", flush=True)
+    finally:
+        run.close()
+    # overhead vs the raw network forward measured in this run (same threads, same precision)
+    fwd = res.get("raw_forward_ms_bf16")
+    if fwd:
+        res["node_overhead_ratio"] = round(res["node_latency_p50_ms"] / fwd, 2)
+        res["node_overhead_ratio_paced"] = round(res["node_latency_p50_ms_paced"] / fwd, 2)
+
+
+def stage_soak(res: dict, tmp: Path, frames: int, warmup_frames: int) -> None:
+    """Issue 7: frames at max rate; RSS growth after warm-up < 5 %, last frame answered, counts add up."""
+    ckpt = make_checkpoint(tmp)
+    run = NodeRun(ckpt, "bf16")
+    try:
+        if not run.wait_ready(120):
+            print("  soak: node gave no output; log:\n" + run.log_tail())
+            res["soak_error"] = "no output"
+            return
+        run.drive(0, frames=warmup_frames)
+        time.sleep(1.0)
+        rss_warm = run.sample_rss()
+        run.rss_samples.clear()
+        t0 = time.perf_counter()
+        sent, _ = run.drive(0, frames=frames)
+        last_stamp = max(run.sent)
+        deadline = time.perf_counter() + 15
+        while time.perf_counter() < deadline:
+            with run.lock:
+                if any(s == last_stamp for s, _ in run.depth_rx[-5:]):
+                    break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        rss_end = run.sample_rss()
+        with run.lock:
+            stamps = [s for s, _ in run.depth_rx]
+            points = run.points_rx
+        answered = len(stamps)
+        unknown = len(set(stamps) - set(run.sent))
+        dup = answered - len(set(stamps))
+        peak = max((r for _, r in run.rss_samples), default=rss_end)
+        soak = {
+            "frames_sent": sent, "depth_received": answered, "points_received": points,
+            "dropped": sent - answered, "duplicates": dup, "unknown_stamps": unknown,
+            "counts_add_up": answered + (sent - answered) == sent and dup == 0 and unknown == 0,
+            "last_frame_answered": last_stamp in set(stamps),
+            "rss_after_warmup_mb": round(rss_warm / 2**20, 1), "rss_end_mb": round(rss_end / 2**20, 1),
+            "rss_peak_mb": round(peak / 2**20, 1),
+            "rss_growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2) if rss_warm else None,
+            "rss_peak_growth_pct": round(100 * (peak - rss_warm) / rss_warm, 2) if rss_warm else None,
+            "elapsed_s": round(elapsed, 1), "output_hz": round(answered / elapsed, 2),
+        }
+        res["soak"] = soak
+        print("  soak: " + ", ".join(f"{k} {v}" for k, v in soak.items()), flush=True)
+    finally:
+        run.close()
+
+
+# ---------------------------------------------------------------------------------------------
+TARGETS = [
+    ("node_output_hz", ">=", 10.0, "depth_node 640x480, points, bf16 (Hz)"),
+    ("node_overhead_ratio", "<=", 1.15, "node latency / raw forward"),
+    ("speed_ratio_vs_da2_small", ">=", 5.0, "DA2-Small 518² ms / ours fp32 ms"),
+    ("pack_speedup_vs_pointcloud2", ">=", 1.0, "pointcloud2 lib ms / ours ms"),
+]
+
+
+def print_table(res: dict) -> None:
+    rows = [
+        ("forward_ms_fp32", "forward fp32, 640x480 via DepthEstimator (torch, 224² model)", "ms"),
+        ("forward_ms_fp32_onnxruntime", "forward fp32, 640x480 via DepthEstimator (onnxruntime)", "ms"),
+        ("forward_ms_bf16", "forward bf16, 640x480 via DepthEstimator (torch)", "ms"),
+        ("raw_forward_ms_bf16", "raw network forward bf16 at 224²", "ms"),
+        ("node_output_hz", "depth_node output rate (30 Hz in, points, bf16)", "Hz"),
+        ("node_latency_p50_ms", "node latency p50 (publish -> depth received)", "ms"),
+        ("node_latency_p95_ms", "node latency p95", "ms"),
+        ("node_overhead_ratio", "node latency p50 / raw forward", "x"),
+        ("node_latency_p50_ms_paced", "node latency p50 at a paced input (no queueing)", "ms"),
+        ("node_overhead_ratio_paced", "paced node latency p50 / raw forward", "x"),
+        ("node_peak_rss_mb", "depth_node peak RSS", "MB"),
+        ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
+        ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
+        ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),
+        ("peer_da2_small_ms", "DA2-Small fp32 518x518 forward", "ms"),
+        ("speed_ratio_vs_da2_small", "DA2-Small ms / ours fp32 ms (torch)", "x"),
+        ("speed_ratio_vs_da2_small_onnxruntime", "DA2-Small ms / ours fp32 ms (onnxruntime)", "x"),
+        ("train_images_per_s", "training throughput, batch 8 at 224², CPU", "img/s"),
+    ]
+    print(f"\nmoadepth benchmark — {res['cpu']}, {res['threads']} threads, {res['date']}")
+    print(f"{'figure':64s} {'value':>10s}")
+    print("-" * 76)
+    for key, label, unit in rows:
+        if key in res:
+            print(f"{label:64s} {res[key]:>10} {unit}")
+    print("\ntargets:")
+    for key, op, target, label in TARGETS:
+        if key not in res:
+            print(f"  {label:44s} not measured")
+            continue
+        ok = res[key] >= target if op == ">=" else res[key] <= target
+        print(f"  {label:44s} {res[key]:>8} {op} {target:<6} {'MET' if ok else 'MISSED'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stages", default="forward,pack,train,peer,node",
+                    help="comma-separated subset of forward,pack,train,peer,node")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch/ORT threads (default: all)")
+    ap.add_argument("--repeat", type=int, default=15, help="timed runs per figure (median reported)")
+    ap.add_argument("--node-seconds", type=float, default=20.0, help="length of the 30 Hz node run")
+    ap.add_argument("--node-rate", type=float, default=30.0, help="input rate for the node run (Hz)")
+    ap.add_argument("--train-steps", type=int, default=4)
+    ap.add_argument("--soak", action="store_true", help="also run the issue-7 soak (2,000 frames at max rate)")
+    ap.add_argument("--soak-frames", type=int, default=2000)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-results.json")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    res: dict = {"cpu": cpu_model(), "threads": torch.get_num_threads(), "cores": os.cpu_count(),
+                 "date": time.strftime("%Y-%m-%d %H:%M %Z"), "torch": torch.__version__,
+                 "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                 "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"]), "details": {}}
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="moadepth-bench-") as tmp:
+        os.environ.setdefault("MOADEPTH_ONNX_CACHE", str(Path(tmp) / "onnx"))
+        for stage in stages + (["soak"] if args.soak else []):
+            t = time.perf_counter()
+            print(f"[{stage}]", flush=True)
+            try:
+                if stage == "forward":
+                    stage_forward(res, args.repeat)
+                elif stage == "pack":
+                    stage_pack(res, args.repeat)
+                elif stage == "train":
+                    stage_train(res, args.train_steps)
+                elif stage == "peer":
+                    stage_peer(res, max(3, args.repeat // 3))
+                elif stage == "node":
+                    stage_node(res, Path(tmp), args.node_seconds, args.node_rate)
+                elif stage == "soak":
+                    stage_soak(res, Path(tmp), args.soak_frames, warmup_frames=200)
+                else:
+                    print(f"  unknown stage {stage!r}")
+            except Exception as exc:  # one broken stage must not lose the others' figures
+                res.setdefault("errors", {})[stage] = f"{type(exc).__name__}: {exc}"
+                print(f"  {stage} failed: {type(exc).__name__}: {exc}", flush=True)
+            res["details"].setdefault("stage_s", {})[stage] = round(time.perf_counter() - t, 1)
+    res["total_s"] = round(time.perf_counter() - t_start, 1)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    print_table(res)
+    print(f"\nwrote {args.out} ({res['total_s']} s)")
+    return 1 if res.get("errors") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
