@@ -198,10 +198,13 @@ def mean_focal_px(source: RGBDSource, size_hw: tuple[int, int], max_frames: int 
         return None
     vals = []
     for i in sorted({int(v) for v in np.linspace(0, n - 1, min(n, max_frames))}):
-        frame = source[i]
+        try:
+            frame = source[i]
+        except DataError:  # an unreadable frame fails (or is skipped) where training meets it
+            continue
         H, W = frame.hw
         vals.append(float(frame.K[0, 0]) * max(h / H, w / W))
-    return float(np.mean(vals))
+    return float(np.mean(vals)) if vals else None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
