@@ -1,26 +1,103 @@
 #!/usr/bin/env bash
-# Demo run by `make demo` (after .venv/ is bootstrapped): network summary, a few
-# synthetic RGB-D frames, and a depth prediction on one of them.
+# `make demo`: the "fine-tune on your own site" workflow, on a synthetic site, CPU only, <= 10 min.
+#   1. record a site: `moadepth synth --bag` (one seed = one site), split by time into train / test bags
+#   2. fine-tune on the FIRST part of the trajectory (`moadepth train --data BAG`), bounded in steps
+#      (CHECKPOINT=path skips this)
+#   3. `depth_node` (use_sim_time) on the REST of the trajectory, driven by `bag_replay --record`
+#   4. `bag_eval --prediction-topic` scores the node's recorded outputs against the exact depth
+#   5. a report folder (report.md/.html, plots, colourised depth, a PLY) whose path is printed last
+# Knobs (env): DEMO_OUT, SEED, FRAMES, TRAIN_FRACTION, STEPS, TRAIN_SECONDS, RATE, CHECKPOINT.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BIN=.venv/bin
 OUT=${DEMO_OUT:-demo-output}
+SEED=${SEED:-7}
+FRAMES=${FRAMES:-160}
+TRAIN_FRACTION=${TRAIN_FRACTION:-0.6}
+STEPS=${STEPS:-300}
+TRAIN_SECONDS=${TRAIN_SECONDS:-270}
+RATE=${RATE:-0.4}
+IMG=/camera/color/image_raw
+INFO=/camera/color/camera_info
+DEPTH=/camera/depth/image_raw
+# Network rule: DDS discovery stays on this machine, one domain per run.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( RANDOM % 100 + 1 ))}
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( RANDOM % 100 + 101 ))}
+export PYTHONUNBUFFERED=1
 
-echo "== moadepth summary"
-"$BIN/moadepth" summary
+T_START=$SECONDS
+stage() { echo; echo "== [$(( SECONDS - T_START ))s] $*"; }
 
-echo "== moadepth synth -> $OUT/synth"
-"$BIN/moadepth" synth --out "$OUT/synth" --frames 2
+if [[ -e "$OUT" ]]; then
+    echo "demo: $OUT exists; removing the previous demo output"
+    rm -rf "$OUT"
+fi
+mkdir -p "$OUT"
 
-image=$(find "$OUT/synth/rgb" -name '*.png' | sort | head -n 1)
-if [[ -z "$image" ]]; then
-    echo "demo: no image written under $OUT/synth/rgb" >&2
-    exit 1
+stage "1/5 record a synthetic site: $FRAMES frames, seed $SEED -> $OUT/site/bag"
+"$BIN/moadepth" synth --out "$OUT/site" --frames "$FRAMES" --seed "$SEED" --bag
+"$BIN/python" scripts/demo.py split --bag "$OUT/site/bag" --first "$OUT/site/train_bag" \
+    --rest "$OUT/site/test_bag" --fraction "$TRAIN_FRACTION" --image-topic "$IMG"
+TRAIN_FRAMES=$(python3 -c "print(round($FRAMES * $TRAIN_FRACTION))")
+TEST_FRAMES=$(( FRAMES - TRAIN_FRAMES ))
+
+if [[ -n "${CHECKPOINT:-}" ]]; then
+    stage "2/5 CHECKPOINT=$CHECKPOINT given: no fine-tuning"
+    CKPT=$CHECKPOINT
+    TRAIN_WHAT="skipped (CHECKPOINT given)"
+else
+    stage "2/5 fine-tune on the first $TRAIN_FRAMES frames: up to $STEPS steps or ${TRAIN_SECONDS}s on CPU"
+    t0=$SECONDS
+    # Bounded in wall time whatever the machine's load: SIGINT at the bound, keep the last checkpoint
+    # (written every 20 steps). `timeout` exits 124 then, which is expected.
+    rc=0
+    timeout --foreground --signal=INT --kill-after=30 "$TRAIN_SECONDS" "$BIN/moadepth" train --config config/train_synth.yaml \
+        --data "$OUT/site/train_bag" --image-topic "$IMG" --depth-topic "$DEPTH" --out "$OUT/run" \
+        --max-steps "$STEPS" --device cpu --set ckpt_every=20 || rc=$?
+    CKPT=$OUT/run/last.pt
+    if [[ ! -f "$CKPT" ]]; then
+        echo "demo: training wrote no checkpoint (exit $rc); raise TRAIN_SECONDS or pass CHECKPOINT=" >&2
+        exit 1
+    fi
+    [[ $rc == 0 ]] || echo "demo: training stopped at the ${TRAIN_SECONDS}s bound; using $CKPT"
+    DONE_STEPS=$("$BIN/python" -c "import sys; from moadepth_core.checkpoint import read_checkpoint; \
+print(read_checkpoint(sys.argv[1]).get('step', '?'))" "$CKPT")
+    TRAIN_WHAT="$DONE_STEPS steps of config/train_synth.yaml on CPU in $(( SECONDS - t0 )) s on the first \
+$TRAIN_FRAMES frames (the last 10 % of those held out for validation)"
 fi
 
-echo "== moadepth predict (untrained network: shows the pipeline, not real depth)"
-"$BIN/moadepth" predict --allow-untrained "$image" --out "$OUT/predict"
-echo "demo outputs in $OUT/"
+stage "3/5 depth_node (use_sim_time) on the last $TEST_FRAMES frames, driven by bag_replay at x$RATE"
+mkdir -p "$OUT/replay"
+# max_uncertainty 1000 = uncertainty filter off: a briefly trained random-init model is unsure everywhere.
+NODE_PARAMS="point_stride:=4 max_uncertainty:=1000.0"
+"$BIN/depth_node" --ros-args -p checkpoint:="$CKPT" -p use_sim_time:=true -p point_stride:=4 -p max_uncertainty:=1000.0 \
+    -r image:=$IMG -r camera_info:=$INFO > "$OUT/replay/depth_node.log" 2>&1 &
+NODE_PID=$!
+# SIGTERM, not SIGINT: a background job of a non-interactive shell ignores SIGINT.
+stop_node() {
+    kill -TERM "$NODE_PID" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$NODE_PID" 2>/dev/null || return 0; sleep 0.2; done
+    kill -KILL "$NODE_PID" 2>/dev/null || true
+}
+trap stop_node EXIT
+"$BIN/bag_replay" --bag "$OUT/site/test_bag" --image-topic "$IMG" --depth-topic "$DEPTH" --rate "$RATE" \
+    --wait-for-subscribers --wait-timeout 180 --record "$OUT/replay/recording" --json "$OUT/replay/stats.json" \
+    > /dev/null
+stop_node
+wait "$NODE_PID" 2>/dev/null || true
+trap - EXIT
+
+stage "4/5 bag_eval: the node's recorded depth against the ground truth"
+"$BIN/bag_eval" --bag "$OUT/replay/recording" --image-topic "$IMG" --depth-topic "$DEPTH" \
+    --prediction-topic /depth/image --out "$OUT/eval"
+
+stage "5/5 report"
+"$BIN/python" scripts/demo.py report --out "$OUT/report" --eval "$OUT/eval" --recording "$OUT/replay/recording" \
+    --replay-stats "$OUT/replay/stats.json" --image-topic "$IMG" --depth-topic "$DEPTH" --checkpoint "$CKPT" \
+    --train-info "$(python3 -c 'import json,sys; print(json.dumps({"what": sys.argv[1]}))' "$TRAIN_WHAT")" \
+    --node-params "$NODE_PARAMS" --seed "$SEED" --frames "$FRAMES" --train-frames "$TRAIN_FRAMES" --test-frames "$TEST_FRAMES"
+
+echo
+echo "demo finished in $(( SECONDS - T_START )) s"
+echo "report: $(cd "$OUT/report" && pwd)/report.md (and report.html)"
