@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rescale network depth by this camera's focal length against the training camera's")
     p.add_argument("--device", default="auto")
     p.add_argument("--samples", type=int, default=4, help="sample panels to draw")
+    p.add_argument("--skip-bad-frames", action="store_true",
+                   help="skip (and count) frames whose messages cannot be decoded instead of stopping")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -95,7 +97,7 @@ def topic_predictor(source: BagSource, topic: str) -> tuple[Predictor, dict]:
 def evaluate(source: BagSource, predict: Predictor, out_dir: str | Path, *, settings: dict,
              median_scaling: bool = False, eigen_crop: bool = False, min_depth: float = 1e-3,
              max_depth: float = 10.0, max_frames: int | None = None, samples: int = 4,
-             progress: bool = True) -> dict:
+             progress: bool = True, skip_bad: bool = False) -> dict:
     """Score ``predict`` on every frame of ``source``; writes metrics.json, frames.csv and plots."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,6 +111,7 @@ def evaluate(source: BagSource, predict: Predictor, out_dir: str | Path, *, sett
     hist = np.zeros(len(report.ERROR_BIN_EDGES) - 1, dtype=np.int64)
     gt_sub: list[np.ndarray] = []
     missing = 0
+    bad: list[str] = []
     t0_stamp = None
     bar = None
     if progress:
@@ -119,8 +122,16 @@ def evaluate(source: BagSource, predict: Predictor, out_dir: str | Path, *, sett
     sample_files = []
     try:
         for i in range(n):
-            frame = source[i]
-            pred = predict(i, frame)
+            try:
+                frame = source[i]
+                pred = predict(i, frame)
+            except DataError as exc:
+                if not skip_bad:
+                    raise
+                bad.append(f"frame {i}: {exc}")
+                if bar is not None:
+                    bar.update(1)
+                continue
             if bar is not None:
                 bar.update(1)
             if pred is None:
@@ -164,6 +175,8 @@ def evaluate(source: BagSource, predict: Predictor, out_dir: str | Path, *, sett
         "valid_pixels": summary["valid_pixels"],
         "frames_scored": len(rows),
         "missing_predictions": missing,
+        "bad_frames": len(bad),
+        "bad_frame_errors": bad[:20],
         **{k: source.stats[k] for k in ("images", "depths", "paired", "unpaired_images", "unpaired_depths")},
         "registration": sorted(source.registration_modes),
         "baseline_constant": baseline,
@@ -233,11 +246,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 "max_time_diff": args.max_time_diff, "start": args.start, "stop": args.stop, **what}
     res = evaluate(source, predict, args.out, settings=settings, median_scaling=args.median_scaling,
                    eigen_crop=args.eigen_crop, min_depth=args.min_depth, max_depth=args.max_depth,
-                   max_frames=args.max_frames, samples=args.samples, progress=not args.quiet)
+                   max_frames=args.max_frames, samples=args.samples, progress=not args.quiet,
+                   skip_bad=args.skip_bad_frames)
     b = res["baseline_constant"]
     print(f"{res['frames']} frames: abs_rel {res['abs_rel']:.4f}  rmse {res['rmse']:.4f} m  "
           f"delta1 {res['delta1']:.4f}  (best constant {b.get('depth_m', float('nan')):.2f} m: abs_rel "
           f"{b.get('abs_rel', float('nan')):.4f}, delta1 {b.get('delta1', float('nan')):.4f})")
+    if res["bad_frames"]:
+        print(f"skipped {res['bad_frames']} undecodable frames (see bad_frame_errors in metrics.json)")
     if res["missing_predictions"]:
         print(f"{res['missing_predictions']} frames had no prediction on {args.prediction_topic}")
     print(f"wrote {Path(args.out) / 'metrics.json'}")

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the last frame, wait this long without new output before stopping")
     p.add_argument("--max-frames", type=int, help="play at most this many images")
     p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -217,6 +218,8 @@ def replay(args) -> dict:
     image_pub = pubs[args.image_topic]
     try:
         if args.wait_for_subscribers:
+            print(f"bag_replay: waiting up to {args.wait_timeout:.0f} s for a node on {args.image_topic} -> "
+                  f"{out_topics['depth']}", file=sys.stderr)
             deadline = time.monotonic() + args.wait_timeout
             while not (image_pub.get_subscription_count() > 0
                        and node.count_publishers(out_topics["depth"]) > 0):
@@ -230,6 +233,11 @@ def replay(args) -> dict:
         frames_in = 0
         t0_wall = t0_bag = None
         started = time.monotonic()
+        bar = None
+        if not args.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(unit="frame", desc="bag_replay", file=sys.stderr)
         try:
             for conn, log_ns, raw in reader.messages(connections=conns):
                 role = roles[conn.topic]
@@ -252,12 +260,19 @@ def replay(args) -> dict:
                         sent[stamp] = time.monotonic()
                     image_pub.publish(raw)
                     frames_in += 1
+                    if bar is not None:
+                        with lock:
+                            bar.set_postfix(out=len(got), refresh=False)
+                        bar.update(1)
                 elif role == "camera_info":
                     pubs[conn.topic].publish(raw)
         except MoadepthError:
             raise
         except Exception as exc:
             raise DataError(f"cannot read bag {args.bag}: it is truncated or corrupt ({exc})") from exc
+        finally:
+            if bar is not None:
+                bar.close()
         played = time.monotonic() - started
         # drain: until every frame came back, or no output for drain_timeout seconds
         while True:

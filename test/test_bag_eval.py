@@ -111,3 +111,33 @@ def test_untrained_network_must_be_asked_for(tmp_path, capsys):
     rc = bag_eval.main(["--bag", str(tmp_path / "bag"), "--image-topic", IMG, "--depth-topic", DEP,
                         "--out", str(tmp_path / "out")])
     assert rc == 2 and "--allow-untrained" in capsys.readouterr().err
+
+
+def test_undecodable_frame_stops_or_is_skipped_and_counted(tmp_path, capsys):
+    from moadepth_core.data.bag_writer import RGBDBagWriter
+    from test_bag_source import H, W
+
+    _, depths, _ = write_bag(tmp_path / "probe", 3)
+    preds = _preds(depths)
+    # the same frames, but image 1 carries half the bytes its header promises
+    rgbs, depths, stamps = write_bag(tmp_path / "good", 3, predictions={PRED: preds})
+    with RGBDBagWriter(tmp_path / "bag") as w:
+        for i, st in enumerate(stamps):
+            if i == 1:
+                msg = w.typestore.types["sensor_msgs/msg/Image"](
+                    header=w.header(st, "camera_color_optical_frame"), height=H, width=W, encoding="rgb8",
+                    is_bigendian=0, step=3 * W, data=rgbs[i].reshape(-1)[: H * W])
+                w.write_message(IMG, "sensor_msgs/msg/Image", st, msg)
+            else:
+                w.write_image(IMG, st, "camera_color_optical_frame", rgbs[i], "rgb8")
+            w.write_camera_info("/camera/color/camera_info", st, "camera_color_optical_frame",
+                                np.array([[80, 0, 47.5], [0, 80, 31.5], [0, 0, 1.0]]), W, H)
+            w.write_image(DEP, st, "camera_color_optical_frame", depths[i], "32FC1")
+            w.write_image(PRED, st, "camera_color_optical_frame", preds[i], "32FC1")
+    argv = ["--bag", str(tmp_path / "bag"), "--image-topic", IMG, "--depth-topic", DEP, "--prediction-topic", PRED,
+            "--out", str(tmp_path / "out"), "--quiet"]
+    assert bag_eval.main(argv) == 2
+    assert "needs" in capsys.readouterr().err  # the decoder's sentence: data shorter than step x height
+    assert bag_eval.main([*argv, "--skip-bad-frames"]) == 0
+    m = _check(tmp_path / "out", _direct([preds[0], preds[2]], [depths[0], depths[2]]), 2)
+    assert m["bad_frames"] == 1
