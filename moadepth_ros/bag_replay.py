@@ -122,7 +122,8 @@ def _bag_plan(args) -> tuple[object, list, dict]:
         reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED))
         reader.open()
     except Exception as exc:
-        raise DataError(f"cannot read bag {path}: it is truncated or corrupt ({exc})") from exc
+        raise DataError(f"cannot read bag {path}: it is truncated or corrupt ({' '.join(str(exc).split())[:200]})") \
+            from exc
     topics = {c.topic: c.msgtype for c in reader.connections}
     listing = ", ".join(f"{t} ({m})" for t, m in sorted(topics.items()))
 
@@ -269,7 +270,8 @@ def replay(args) -> dict:
         except MoadepthError:
             raise
         except Exception as exc:
-            raise DataError(f"cannot read bag {args.bag}: it is truncated or corrupt ({exc})") from exc
+            raise DataError(f"cannot read bag {args.bag}: it is truncated or corrupt "
+                            f"({' '.join(str(exc).split())[:200]})") from exc
         finally:
             if bar is not None:
                 bar.close()

@@ -148,7 +148,9 @@ class BagSource(RGBDSource):
 
     # -- reader ------------------------------------------------------------------------------------
     def _corrupt(self, exc: BaseException) -> DataError:
-        detail = str(exc).strip().rstrip(".") or type(exc).__name__
+        detail = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+        if len(detail) > 200:
+            detail = detail[:197] + "..."
         return DataError(f"cannot read bag {self.path}: it is truncated or corrupt ({detail})")
 
     def _open_reader(self):
