@@ -96,8 +96,7 @@ def sample_grid(samples: list[tuple], max_depth: float = 10.0) -> np.ndarray:
         rows.append(colorize.panel(
             [rgb, colorize.colorize_depth(gt, vmin, vmax), colorize.colorize_depth(pred, vmin, vmax),
              colorize.colorize_error(err, max(emax, 1e-3))],
-            [f"{name}", f"ground truth {vmin:.1f}-{vmax:.1f} m", "prediction", f"|error| 0-{emax:.2f} m"],
-            height=min(240, rgb.shape[0])))
+            [f"{name}", f"gt {vmin:.1f}-{vmax:.1f} m", "prediction", f"|err| 0-{emax:.2f} m"], height=240))
     width = max(r.shape[1] for r in rows)
     padded = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     return np.concatenate(padded, axis=0)
