@@ -232,7 +232,11 @@ def replay(args) -> dict:
             time.sleep(0.5)  # let the reliable endpoints finish matching both ways
         print(f"bag_replay: playing {args.image_topic} from {args.bag} at x{args.rate:g}", file=sys.stderr)
         frames_in = 0
-        t0_wall = t0_bag = None
+        # Playback time starts at the first image: a /tf_static recorded long before the camera
+        # started (or a bag cut by time) must not make the node wait.
+        image_conns = [c for c in conns if roles[c.topic] == "image"]
+        t0_bag = next((log_ns for _, log_ns, _ in reader.messages(connections=image_conns)), 0)
+        t0_wall = time.monotonic()
         started = time.monotonic()
         bar = None
         if not args.quiet:
@@ -244,14 +248,12 @@ def replay(args) -> dict:
                 role = roles[conn.topic]
                 if role == "image" and args.max_frames is not None and frames_in >= args.max_frames:
                     break
-                if t0_bag is None:
-                    t0_wall, t0_bag = time.monotonic(), log_ns
-                due = t0_wall + (log_ns - t0_bag) / 1e9 / args.rate
+                due = t0_wall + max(log_ns - t0_bag, 0) / 1e9 / args.rate
                 while (wait := due - time.monotonic()) > 0:
                     # /clock advances smoothly between messages, as ros2 bag play's does
                     publish_clock(t0_bag + int((time.monotonic() - t0_wall) * args.rate * 1e9))
                     time.sleep(min(wait, 0.01))
-                publish_clock(log_ns)
+                publish_clock(max(log_ns, t0_bag))
                 raw = bytes(raw)
                 if recorder:
                     recorder.write(conn.topic, log_ns, raw)
@@ -284,7 +286,7 @@ def replay(args) -> dict:
             if done or idle > args.drain_timeout:
                 break
             time.sleep(0.05)
-            if clock_pub is not None and t0_bag is not None:
+            if clock_pub is not None:
                 publish_clock(t0_bag + int((time.monotonic() - t0_wall) * args.rate * 1e9))
         time.sleep(0.2)  # camera_info/points of the last frame follow its depth
     finally:
