@@ -176,7 +176,8 @@ class _DepthNodeMixin:
         """Build the estimator from the parameters; MoadepthError (untrained, device, checkpoint) propagates."""
         c = self._cfg
         self._estimator = DepthEstimator(c["checkpoint"] or None, allow_untrained=c["allow_untrained"],
-                                         device=c["device"], precision=c["precision"])
+                                         device=c["device"], precision=c["precision"],
+                                         backend=c["backend"])
         est = self._estimator
         if est.untrained:
             self.get_logger().error(UNTRAINED_WARNING)
