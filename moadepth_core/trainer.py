@@ -189,8 +189,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def mean_focal_px(source: RGBDSource, size_hw: tuple[int, int], max_frames: int = 16) -> float | None:
     """Mean focal length (px) of training frames at the model input, as TrainTransform sees them unzoomed.
 
-    TrainTransform resizes to cover the model size keeping the aspect ratio, then crops, so the
-    focal at the input is ``fx · max(h/H, w/W)``; inference rescales metric depth against it.
+    TrainTransform (like DepthEstimator) resizes the frame to the model size, so the horizontal
+    focal at the input is ``fx · w/W``; inference rescales metric depth against it.
     """
     h, w = size_hw
     n = len(source)
@@ -202,8 +202,8 @@ def mean_focal_px(source: RGBDSource, size_hw: tuple[int, int], max_frames: int 
             frame = source[i]
         except DataError:  # an unreadable frame fails (or is skipped) where training meets it
             continue
-        H, W = frame.hw
-        vals.append(float(frame.K[0, 0]) * max(h / H, w / W))
+        W = frame.hw[1]
+        vals.append(float(frame.K[0, 0]) * w / W)
     return float(np.mean(vals)) if vals else None
 
 

@@ -59,9 +59,10 @@ def _check_size(size_hw) -> tuple[int, int]:
 class TrainTransform:
     """Random scale-crop, horizontal flip and mild colour jitter at a fixed output size.
 
-    The frame is first resized to cover ``size_hw`` times a random factor from
-    ``scale_range`` and then randomly cropped, so zooming in (a closer-looking scene) comes
-    with the proportionally larger focal length it implies.
+    The frame is first resized to ``size_hw`` exactly as inference does (``DepthEstimator``
+    resizes any camera image to the model size, aspect included, so training must see the same
+    geometry), then by a random zoom factor from ``scale_range``, then randomly cropped: zooming
+    in (a closer-looking scene) comes with the proportionally larger focal length it implies.
     Randomness comes from the per-call ``rng`` (what :class:`RGBDDataset` passes for
     reproducible epochs) or else from the generator given at construction.
     """
@@ -89,8 +90,8 @@ class TrainTransform:
         rng = rng if rng is not None else self.rng
         H, W = frame.hw
         h, w = self.size_hw
-        cover = max(h / H, w / W) * rng.uniform(*self.scale_range)
-        new_h, new_w = max(h, round(H * cover)), max(w, round(W * cover))
+        zoom = rng.uniform(*self.scale_range)
+        new_h, new_w = max(h, round(h * zoom)), max(w, round(w * zoom))
         rgb = resize_rgb(frame.rgb, (new_h, new_w))
         depth = resize_depth(frame.depth, (new_h, new_w))
         focal = float(frame.K[0, 0]) * new_w / W
