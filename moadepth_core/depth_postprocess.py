@@ -8,13 +8,12 @@ NaN for invalid (REP 117/118).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
 from moadepth_core import geometry
 from moadepth_core.errors import DataError
+from moadepth_core.pointcloud import PackedCloud, pack_depth
 
 #: Relative tolerance on width/height ratios when a CameraInfo's size differs from the image's.
 ASPECT_TOLERANCE = 0.01
@@ -68,18 +67,9 @@ def confident(uncertainty: np.ndarray, max_uncertainty: float) -> np.ndarray:
         return np.asarray(uncertainty) <= max_uncertainty
 
 
-@dataclass
-class CloudArrays:
-    """What :func:`moadepth_core.pointcloud.pack_points` takes: organised xyz (+ rgb)."""
-
-    xyz: np.ndarray  # h x w x 3 float32, NaN invalid
-    rgb: np.ndarray | None  # h x w x 3 uint8 or None
-
-
-def cloud_arrays(depth: np.ndarray, K: np.ndarray, *, uncertainty: np.ndarray | None = None,
-                 max_uncertainty: float = np.inf, stride: int = 1,
-                 rgb: np.ndarray | None = None) -> CloudArrays:
-    """Organised cloud arrays from NaN-invalid depth and its K, decimated by ``stride``.
+def depth_cloud(depth: np.ndarray, K: np.ndarray, *, uncertainty: np.ndarray | None = None,
+                max_uncertainty: float = np.inf, stride: int = 1, rgb: np.ndarray | None = None) -> PackedCloud:
+    """Organised, packed cloud from NaN-invalid depth and its K, decimated by ``stride``.
 
     Pixels over ``max_uncertainty`` become NaN points (the depth image keeps them: consumers of
     the image can apply ``depth/confidence`` themselves). ``rgb`` of another size than the depth
@@ -92,11 +82,8 @@ def cloud_arrays(depth: np.ndarray, K: np.ndarray, *, uncertainty: np.ndarray | 
         if uncertainty.shape != depth.shape:
             raise DataError(f"uncertainty shape {uncertainty.shape} differs from depth {depth.shape}")
         depth = np.where(confident(uncertainty, max_uncertainty), depth, np.float32(np.nan))
-    xyz = geometry.backproject(depth, K, stride=stride)
-    colours = None
     if rgb is not None:
         rgb = np.asarray(rgb)
         if rgb.shape[:2] != depth.shape:
             rgb = cv2.resize(rgb, (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_AREA)
-        colours = np.ascontiguousarray(rgb[::stride, ::stride]) if stride > 1 else rgb
-    return CloudArrays(xyz, colours)
+    return pack_depth(depth, K, rgb, stride)

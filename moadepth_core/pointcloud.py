@@ -109,6 +109,47 @@ def pack_points(xyz: np.ndarray, rgb: np.ndarray | None = None, *, pcl_layout: b
     )
 
 
+def pack_depth(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = None, stride: int = 1) -> PackedCloud:
+    """Organised cloud straight from HxW depth (metres, NaN/<=0 invalid) and K: back-projection fused
+    into the packed buffer.
+
+    Same bytes as ``pack_points(backproject(depth, K, stride), rgb)``, without the intermediate
+    HxWx3 array and its boolean-mask pass (measured: the node's largest cost after the network).
+    Invalid depth propagates as NaN through the multiplications, so no per-point masking is needed.
+    """
+    from .geometry import pixel_rays  # local: geometry imports nothing from here, keep it that way
+
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2 or depth.size == 0:
+        raise DataError(f"depth must be a non-empty HxW array, got shape {depth.shape}")
+    stride = int(stride)
+    if stride < 1:
+        raise DataError(f"point stride must be >= 1, got {stride}")
+    rays = pixel_rays(K, *depth.shape)
+    if stride > 1:
+        depth, rays = depth[::stride, ::stride], rays[::stride, ::stride]
+        rgb = None if rgb is None else np.asarray(rgb)[::stride, ::stride]
+    with np.errstate(invalid="ignore"):
+        bad = ~(depth > 0)  # NaN compares False: invalid too
+    if bad.any():
+        depth = np.where(bad, np.float32(np.nan), depth)
+    h, w = depth.shape
+    if rgb is not None and (rgb.shape != (h, w, 3) or rgb.dtype != np.uint8):
+        raise DataError(f"point colours must be {h}x{w}x3 uint8 to match the points, got {rgb.shape} {rgb.dtype}")
+    buf = np.empty((h, w, 4), dtype="<f4")
+    np.multiply(rays[..., 0], depth, out=buf[..., 0])
+    np.multiply(rays[..., 1], depth, out=buf[..., 1])
+    buf[..., 2] = depth
+    fields = list(XYZ_FIELDS)
+    if rgb is not None:
+        buf.view("<u4")[..., 3] = pack_rgb(rgb)
+        fields.append(("rgb", 12, FLOAT32, 1))
+    else:
+        buf[..., 3] = 0.0
+    return PackedCloud(data=memoryview(buf).cast("B").toreadonly(), height=h, width=w, point_step=16,
+                       row_step=16 * w, fields=fields, is_dense=not bool(bad.any()))
+
+
 def cloud_array(packed: PackedCloud) -> np.ndarray:
     """Structured (H, W) view of a PackedCloud's bytes, one named column per field."""
     dtypes = {INT8: "i1", UINT8: "u1", INT16: "<i2", UINT16: "<u2", INT32: "<i4", UINT32: "<u4",

@@ -38,7 +38,6 @@ from std_msgs.msg import Header
 from moadepth_core import depth_postprocess as post
 from moadepth_core.errors import DataError, MoadepthError
 from moadepth_core.inference import UNTRAINED_WARNING, DepthEstimator
-from moadepth_core.pointcloud import pack_points
 from moadepth_ros import messages
 from moadepth_ros.diagnostics import FrameStats
 from moadepth_ros.node_config import BY_NAME, PARAMS, check_value
@@ -345,10 +344,10 @@ class _DepthNodeMixin:
             self.info_pub.publish(info)
             if c["publish_points"]:
                 K_out = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-                arrays = post.cloud_arrays(depth, K_out, uncertainty=res.uncertainty,
-                                           max_uncertainty=c["max_uncertainty"], stride=c["point_stride"],
-                                           rgb=frame.rgb if c["points_rgb"] else None)
-                self.points_pub.publish(messages.cloud_to_msg(pack_points(arrays.xyz, arrays.rgb), header))
+                cloud = post.depth_cloud(depth, K_out, uncertainty=res.uncertainty,
+                                         max_uncertainty=c["max_uncertainty"], stride=c["point_stride"],
+                                         rgb=frame.rgb if c["points_rgb"] else None)
+                self.points_pub.publish(messages.cloud_to_msg(cloud, header))
         self.last_answered_stamp_ns = frame.stamp_ns
         self.stats.output(time.monotonic() - frame.received)
 

@@ -146,7 +146,7 @@ def stage_pack(res: dict, repeat: int) -> None:
     from sensor_msgs.msg import PointCloud2, PointField
     from std_msgs.msg import Header
 
-    from moadepth_core import geometry, pointcloud
+    from moadepth_core import depth_postprocess, geometry, pointcloud
     from moadepth_ros import messages
 
     h, w = FRAME_HW
@@ -158,9 +158,8 @@ def stage_pack(res: dict, repeat: int) -> None:
     header = Header(frame_id="camera_optical_frame")
     img_msg = messages.numpy_to_image(rgb, "rgb8", header)
 
-    def ours() -> PointCloud2:
-        pts = geometry.backproject(depth, K)
-        return messages.cloud_to_msg(pointcloud.pack_points(pts, rgb), header)
+    def ours() -> PointCloud2:  # the node's own path
+        return messages.cloud_to_msg(depth_postprocess.depth_cloud(depth, K, rgb=rgb), header)
 
     lib_fields = [PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
                   PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),

@@ -46,36 +46,41 @@ def test_intrinsics_for_image_scales_same_aspect_and_refuses_other():
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
-def test_cloud_arrays_match_backprojection_and_stride(stride):
+def test_depth_cloud_matches_backprojection_and_stride(stride):
     h, w = 12, 17
     rng = np.random.default_rng(0)
     depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
     depth[0, 0] = np.nan
+    depth[1, 1] = 0.0  # no measurement
     K = _K(h, w)
     rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-    arr = post.cloud_arrays(depth, K, stride=stride, rgb=rgb)
+    packed = post.depth_cloud(depth, K, stride=stride, rgb=rgb)
+    xyz = unpack_points(packed)
     hs, ws = -(-h // stride), -(-w // stride)
-    assert arr.xyz.shape == (hs, ws, 3) and arr.rgb.shape == (hs, ws, 3)
+    assert xyz.shape == (hs, ws, 3) and (packed.height, packed.width) == (hs, ws)
     v, u = np.mgrid[0:h:stride, 0:w:stride]
     z = depth[::stride, ::stride]
-    np.testing.assert_allclose(arr.xyz[..., 0], (u - K[0, 2]) / K[0, 0] * z, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(arr.xyz[..., 1], (v - K[1, 2]) / K[1, 1] * z, rtol=1e-5, atol=1e-6)
-    assert np.isnan(arr.xyz[0, 0]).all()
-    packed = pack_points(arr.xyz, arr.rgb)
+    ok = z > 0
+    np.testing.assert_allclose(xyz[..., 0][ok], ((u - K[0, 2]) / K[0, 0] * z)[ok], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(xyz[..., 1][ok], ((v - K[1, 2]) / K[1, 1] * z)[ok], rtol=1e-5, atol=1e-6)
+    assert np.isnan(xyz[~ok]).all()
     np.testing.assert_array_equal(unpack_rgb(packed), rgb[::stride, ::stride])
-    np.testing.assert_array_equal(unpack_points(packed), arr.xyz)
     assert packed.is_dense is False
+    # the fused path gives exactly the bytes of back-projection followed by packing
+    reference = pack_points(geometry.backproject(depth, K, stride=stride), rgb[::stride, ::stride])
+    assert bytes(packed.data) == bytes(reference.data)
+    assert post.depth_cloud(np.ones((4, 4), np.float32), _K(4, 4)).is_dense is True
 
 
 def test_uncertainty_filter_removes_exactly_the_pixels_over_the_threshold():
     h, w = 10, 10
     depth = np.full((h, w), 2.0, np.float32)
     unc = np.linspace(0.0, 1.0, h * w, dtype=np.float32).reshape(h, w)
-    arr = post.cloud_arrays(depth, _K(h, w), uncertainty=unc, max_uncertainty=0.3)
-    removed = np.isnan(arr.xyz[..., 2])
+    xyz = unpack_points(post.depth_cloud(depth, _K(h, w), uncertainty=unc, max_uncertainty=0.3))
+    removed = np.isnan(xyz[..., 2])
     np.testing.assert_array_equal(removed, unc > 0.3)
     # the filter is off at infinity and never touches the input depth
-    assert not np.isnan(post.cloud_arrays(depth, _K(h, w), uncertainty=unc).xyz).any()
+    assert not np.isnan(unpack_points(post.depth_cloud(depth, _K(h, w), uncertainty=unc))).any()
     assert np.isfinite(depth).all()
 
 
@@ -98,5 +103,5 @@ def test_rgb_resized_to_model_output():
     depth = np.ones((8, 12), np.float32)
     rgb = np.zeros((32, 48, 3), np.uint8)
     rgb[..., 0] = 200
-    arr = post.cloud_arrays(depth, _K(8, 12), rgb=rgb)
-    assert arr.rgb.shape == (8, 12, 3) and (arr.rgb[..., 0] == 200).all()
+    colours = unpack_rgb(post.depth_cloud(depth, _K(8, 12), rgb=rgb))
+    assert colours.shape == (8, 12, 3) and (colours[..., 0] == 200).all()
