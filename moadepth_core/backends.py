@@ -34,7 +34,7 @@ BACKENDS = ("torch", "onnxruntime")
 OUTPUTS = ("depth", "uncertainty")
 
 
-class _DepthOnly(nn.Module):
+class DepthOutputs(nn.Module):
     """The network with a tuple output (ONNX graphs cannot return dicts of lists)."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -46,7 +46,7 @@ class _DepthOnly(nn.Module):
         return out["depth"], out["uncertainty"]
 
 
-def export_onnx_bytes(model: nn.Module, size: tuple[int, int]) -> bytes:
+def export_onnx_bytes(model: nn.Module, size: tuple[int, int], opset: int | None = None) -> bytes:
     """Serialised ONNX graph of ``model`` (fp32, batch 1, input ``image`` (1,3,H,W) in [0, 1]).
 
     Uses the dynamo exporter: the TorchScript one cannot export the fused
@@ -59,8 +59,8 @@ def export_onnx_bytes(model: nn.Module, size: tuple[int, int]) -> bytes:
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.no_grad():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(_DepthOnly(model), (x,), input_names=["image"], output_names=list(OUTPUTS),
-                                    dynamo=True, verbose=False, optimize=True)
+        program = torch.onnx.export(DepthOutputs(model), (x,), input_names=["image"], output_names=list(OUTPUTS),
+                                    opset_version=opset, dynamo=True, verbose=False, optimize=True)
     return program.model_proto.SerializeToString()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,49 +18,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from .backends import DepthOutputs, export_onnx_bytes
 from .errors import DataError, MoadepthError, cli_entry
 from .evaluate import add_model_args, make_estimator
 
 log = logging.getLogger("moadepth")
 
 
-class ExportWrapper(nn.Module):
-    """Plain tuple outputs: ONNX has no dicts, and the extra pieces are not needed on a robot."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(image)
-        return out["depth"], out["uncertainty"]
-
-
 def export_onnx(model: nn.Module, path: str | Path, size_hw: Sequence[int], opset: int = 18) -> Path:
-    """Write ``model`` (fp32, CPU, eval) as ONNX at ``path``; returns the path."""
+    """Write ``model`` (fp32, CPU, eval) as one self-contained ONNX file at ``path``, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportWrapper(model.float().cpu().eval()).eval()
-    dummy = torch.rand(1, 3, int(size_hw[0]), int(size_hw[1]))
+    data = export_onnx_bytes(model.float().cpu().eval(), (int(size_hw[0]), int(size_hw[1])), opset)
     tmp = path.with_name(f".{path.name}.tmp")
-    quiet = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "torch._dynamo", "torch.export")]
-    levels = [lg.level for lg in quiet]
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            for lg in quiet:
-                lg.setLevel(logging.ERROR)
-            # One self-contained file (no external .data beside it), so the rename below moves everything.
-            torch.onnx.export(wrapper, (dummy,), str(tmp), input_names=["image"],
-                              output_names=["depth", "uncertainty"], opset_version=opset, dynamo=True,
-                              external_data=False, verbose=False)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        tmp.write_bytes(data)
+        tmp.replace(path)
     finally:
-        for lg, lvl in zip(quiet, levels, strict=True):
-            lg.setLevel(lvl)
-    tmp.replace(path)
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -72,7 +46,7 @@ def check_parity(model: nn.Module, path: str | Path, size_hw: Sequence[int], see
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(1, 3, int(size_hw[0]), int(size_hw[1]), generator=g)
     with torch.no_grad():
-        ref = ExportWrapper(model.float().cpu().eval())(x)
+        ref = DepthOutputs(model.float().cpu().eval())(x)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(["depth", "uncertainty"], {"image": x.numpy()})
     return {name: float(np.max(np.abs(r.numpy() - o))) for name, r, o in zip(("depth", "uncertainty"), ref, got,
