@@ -391,13 +391,14 @@ class NodeRun:
         start = time.perf_counter()
         next_t = start
         n = 0
+        prev = None  # stamp of the previous frame (closed loop)
         last_rss = 0.0
         while True:
             if duration_s is not None and time.perf_counter() - start >= duration_s:
                 break
             if frames is not None and n >= frames:
                 break
-            self.publish()
+            stamp = self.publish()
             n += 1
             now = time.perf_counter()
             if now - last_rss > 0.5:
@@ -407,9 +408,12 @@ class NodeRun:
                 wait_until = time.perf_counter() + 0.25  # a slow DDS repair must not stall the run
                 while time.perf_counter() < wait_until:
                     with self.lock:
-                        if len(self.depth_rx) >= n - 1:
+                        # the previous frame answered, or superseded by a newer answer (the node's
+                        # latest-frame slot may drop it): counting answers would stall after a drop
+                        if prev is None or (self.depth_rx and self.depth_rx[-1][0] >= prev):
                             break
                     time.sleep(0.001)
+                prev = stamp
             elif period:
                 next_t += period
                 delay = next_t - time.perf_counter()
