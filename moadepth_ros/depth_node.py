@@ -187,8 +187,14 @@ class _DepthNodeMixin:
             f"{est.model_size[1]}x{est.model_size[0]}, training focal {est.train_focal_px} px")
 
     def _create_io(self, create_pub) -> None:
-        """Publishers (RELIABLE, depth 1: reliable and best-effort readers both connect) and subscriptions."""
-        out_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+        """Publishers and subscriptions.
+
+        Publishers are RELIABLE so reliable (depth_image_proc, recorders) and best-effort (Nav2) readers
+        both connect. History 3, not 1: measured on a loaded 2-core machine, a reliable reader lost 16 of
+        64 1.2 MB depth images with history 1 (Fast DDS overwrote samples still being repaired), none
+        with 3; a best-effort reader still only ever gets the newest.
+        """
+        out_qos = QoSProfile(depth=3, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
         reliability = (ReliabilityPolicy.RELIABLE if self._cfg["sensor_qos"] == "reliable"
                        else ReliabilityPolicy.BEST_EFFORT)
