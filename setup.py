@@ -44,7 +44,7 @@ setup(
     description="MoA-DepthCLIP monocular depth estimation for ROS 2",
     license=_package_xml_field("license"),
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={"moadepth_core": ["**/*.yaml", "**/*.json"]},
+    package_data={"moadepth_core": ["**/*.yaml", "**/*.json"], "moadepth_ros": ["*.xml"]},
     data_files=data_files,
     python_requires=">=3.10",
     # Minimal on purpose: the pinned, verified set lives in requirements.txt, and ROS

@@ -32,6 +32,7 @@ import numpy as np
 
 from moadepth_core.data.bag_source import camera_topic_sibling, header_from_cdr
 from moadepth_core.errors import DataError, MoadepthError, cli_entry
+from moadepth_ros import transport
 
 OUTPUTS = {  # key -> (relative name, type)
     "depth": ("depth/image", "sensor_msgs/msg/Image"),
@@ -170,6 +171,7 @@ def replay(args) -> dict:
         for k, t in out_topics.items():
             recorder.add(t, OUTPUTS[k][1])
 
+    transport.use_large_data_profile()  # bag_replay is the camera here: its segment carries the images
     context = rclpy.Context()
     rclpy.init(args=["bag_replay"], context=context)
     node = rclpy.create_node("bag_replay", context=context)

@@ -22,6 +22,7 @@ class FrameStats:
         self._lock = threading.Lock()
         self._inputs: deque[float] = deque(maxlen=max_samples)
         self._outputs: deque[tuple[float, float]] = deque(maxlen=max_samples)  # (time, latency)
+        self._stages: deque[tuple[float, dict[str, float]]] = deque(maxlen=max_samples)  # (time, stage -> s)
         self.frames_in = 0
         self.frames_out = 0
         self.dropped = 0
@@ -33,16 +34,21 @@ class FrameStats:
         with self._lock:
             self._inputs.clear()
             self._outputs.clear()
+            self._stages.clear()
 
     def input(self, now: float | None = None) -> None:
         with self._lock:
             self.frames_in += 1
             self._inputs.append(time.monotonic() if now is None else now)
 
-    def output(self, latency_s: float, now: float | None = None) -> None:
+    def output(self, latency_s: float, now: float | None = None, stages: dict[str, float] | None = None) -> None:
+        """One answered frame: its latency and, optionally, seconds per stage (where the time went)."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             self.frames_out += 1
-            self._outputs.append((time.monotonic() if now is None else now, float(latency_s)))
+            self._outputs.append((now, float(latency_s)))
+            if stages:
+                self._stages.append((now, dict(stages)))
 
     def count(self, what: str) -> None:
         """Increment one of ``dropped``, ``rejected`` or ``skipped``."""
@@ -55,14 +61,19 @@ class FrameStats:
         with self._lock:
             t_in = [t for t in self._inputs if now - t <= self.window_s]
             outs = [(t, lat) for t, lat in self._outputs if now - t <= self.window_s]
+            stages = [st for t, st in self._stages if now - t <= self.window_s]
             totals = dict(frames_in=self.frames_in, frames_out=self.frames_out, dropped=self.dropped,
                           rejected=self.rejected, skipped_no_subscribers=self.skipped)
         lat = np.array([lat for _, lat in outs]) * 1000.0
+        names = list(dict.fromkeys(k for st in stages for k in st))  # first-seen order = pipeline order
+        per_stage = {f"stage_{k}_p50_ms": float(np.median([st[k] for st in stages if k in st])) * 1000.0
+                     for k in names}
         return {
             "input_rate_hz": _rate(t_in),
             "output_rate_hz": _rate([t for t, _ in outs]),
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
             "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+            **per_stage,
             **totals,
         }
 

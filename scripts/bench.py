@@ -46,6 +46,10 @@ sys.path.insert(0, str(ROOT))
 # Set before rclpy is imported anywhere, inherited by the node subprocess.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+# The camera side of the node run is this process: same large-message transport as depth_node.
+from moadepth_ros import transport  # noqa: E402
+
+transport.use_large_data_profile()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -341,9 +345,12 @@ class NodeRun:
         with self.lock:
             d = dict(self.diag)
         try:
-            return {"p50": float(d["latency_p50_ms"]), "p95": float(d["latency_p95_ms"])}
+            out = {"p50": float(d["latency_p50_ms"]), "p95": float(d["latency_p95_ms"])}
         except (KeyError, ValueError):
             return {}
+        out["stages"] = {k[len("stage_"):-len("_p50_ms")]: round(float(v), 1) for k, v in d.items()
+                         if k.startswith("stage_") and k.endswith("_p50_ms")}
+        return out
 
     def _on_points(self, msg) -> None:
         with self.lock:
@@ -514,6 +521,7 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float) -> None:
         if internal:
             res["node_internal_latency_p50_ms"] = round(internal["p50"], 1)
             res["node_internal_latency_p95_ms"] = round(internal["p95"], 1)
+            res["details"]["node_stages_p50_ms"] = internal["stages"]
         res["node_output_hz"] = round(hz, 2)
         res["node_latency_p50_ms"] = round(pct(lat, 50), 1)
         res["node_latency_p95_ms"] = round(pct(lat, 95), 1)
@@ -527,6 +535,7 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float) -> None:
         internal = run.node_internal()  # paced: no frame waits for another inside the node
         if internal:
             res["node_internal_latency_p50_ms_paced"] = round(internal["p50"], 1)
+            res["details"]["node_stages_p50_ms_paced"] = internal["stages"]
         res["node_latency_p50_ms_paced"] = round(pct(lat_p, 50), 1)
         res["node_paced_input_hz"] = round(paced_hz, 1)
         run.sample_rss()
@@ -535,6 +544,9 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float) -> None:
               f"{hz:.1f} Hz out, latency p50 {res['node_latency_p50_ms']} ms p95 {res['node_latency_p95_ms']} ms; "
               f"paced {paced_hz:.1f} Hz p50 {res['node_latency_p50_ms_paced']} ms; "
               f"peak RSS {res['node_peak_rss_mb']} MB", flush=True)
+        for key in ("node_stages_p50_ms", "node_stages_p50_ms_paced"):
+            if res["details"].get(key):
+                print(f"  {key}: " + ", ".join(f"{k} {v} ms" for k, v in res["details"][key].items()), flush=True)
     finally:
         run.close()
     # overhead vs the raw network forward measured in this run (same threads, same precision)

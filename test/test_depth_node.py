@@ -259,3 +259,46 @@ def test_640x480_rgb8_is_delivered_with_the_default_reliable_qos(running):
     d = client.got("depth")[-1]
     assert (d.height, d.width) == (480, 640)
     assert node.stats.frames_in == len(stamps) and node.stats.rejected == 0
+
+
+def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monkeypatch):
+    """Model build and every forward share one thread (two OpenMP teams halve CPU speed), and the
+    per-stage times the node reports on /diagnostics account for its latency."""
+    import threading
+
+    from moadepth_ros import depth_node as dn
+
+    threads: dict[str, set[int]] = {"build": set(), "predict": set()}
+
+    class Recording(dn.DepthEstimator):
+        def __init__(self, *a, **kw):
+            threads["build"].add(threading.get_ident())
+            super().__init__(*a, **kw)
+
+        def predict(self, *a, **kw):
+            threads["predict"].add(threading.get_ident())
+            return super().predict(*a, **kw)
+
+    monkeypatch.setattr(dn, "DepthEstimator", Recording)
+    node = DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
+                                          Parameter("max_uncertainty", value=1000.0)])
+    client = Client()
+    spin = Spinner(node, client)
+    try:
+        assert wait_for(lambda: client.image_pub.get_subscription_count() >= 1
+                        and node.points_pub.get_subscription_count() >= 1, 10.0)
+        _send(client, rgb_frame(H, W), 5 * 10**9, camera_K(H, W))
+        assert wait_for(lambda: client.got("points"), 30.0)
+        assert len(threads["build"]) == 1 and threads["build"] == threads["predict"]
+        assert threading.get_ident() not in threads["build"]
+        s = node.stats.summary()
+        stages = {k: v for k, v in s.items() if k.startswith("stage_")}
+        assert set(stages) == {f"stage_{k}_p50_ms" for k in
+                               ("wait", "inference", "depth_out", "confidence_out", "points_out")}
+        assert all(v >= 0 for v in stages.values()) and stages["stage_inference_p50_ms"] > 0
+        total = sum(stages.values())  # one frame: its stages are the whole callback -> published span
+        assert s["latency_p50_ms"] - 5.0 <= total <= s["latency_p50_ms"] + 1e-6
+    finally:
+        spin.close()
+        node.destroy_node()
+        client.destroy_node()

@@ -1,0 +1,87 @@
+"""The shipped Fast DDS large-data profile: when it is applied, and that Fast DDS really uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from moadepth_ros import transport
+
+SHM = Path("/dev/shm")
+
+
+def test_profile_applied_on_a_clean_environment(tmp_path):
+    env: dict[str, str] = {}
+    assert transport.use_large_data_profile(env, cwd=tmp_path) == str(transport.PROFILE_PATH)
+    assert env == {"FASTDDS_DEFAULT_PROFILES_FILE": str(transport.PROFILE_PATH)}
+
+
+@pytest.mark.parametrize("env, why", [
+    ({"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}, "already set"),
+    ({"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}, "already set"),
+    ({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, "not Fast DDS"),
+    ({"MOADEPTH_FASTDDS_PROFILE": "0"}, "MOADEPTH_FASTDDS_PROFILE=0"),
+])
+def test_a_users_own_choice_is_left_alone(tmp_path, env, why):
+    before = dict(env)
+    assert transport.use_large_data_profile(env, cwd=tmp_path) is None
+    assert env == before
+    assert why in transport.large_data_profile_reason(env, cwd=tmp_path)
+
+
+def test_fast_dds_default_file_in_the_working_directory_wins(tmp_path):
+    (tmp_path / "DEFAULT_FASTDDS_PROFILES.xml").write_text("<dds/>")
+    env: dict[str, str] = {}
+    assert transport.use_large_data_profile(env, cwd=tmp_path) is None and env == {}
+
+
+def test_rmw_fastrtps_variants_still_get_the_profile(tmp_path):
+    env = {"RMW_IMPLEMENTATION": "rmw_fastrtps_dynamic_cpp"}
+    assert transport.use_large_data_profile(env, cwd=tmp_path) is not None
+
+
+def test_profile_is_a_default_participant_profile_with_a_large_shm_segment():
+    root = ET.parse(transport.PROFILE_PATH).getroot()
+    ns = {"d": "http://www.eprosima.com"}
+    shm = [t for t in root.iterfind(".//d:transport_descriptor", ns) if t.findtext("d:type", namespaces=ns) == "SHM"]
+    assert len(shm) == 1 and int(shm[0].findtext("d:segment_size", namespaces=ns)) >= 8 * 2**20
+    part = root.find(".//d:participant", ns)
+    assert part.get("is_default_profile") == "true"
+    used = [t.text for t in part.iterfind(".//d:userTransports/d:transport_id", ns)]
+    assert shm[0].findtext("d:transport_id", namespaces=ns) in used and len(used) == 2  # SHM + UDPv4
+
+
+CHILD = """
+import os, sys, time
+from moadepth_ros import transport
+print(transport.use_large_data_profile(), flush=True)
+import rclpy
+rclpy.init()
+node = rclpy.create_node("moadepth_transport_probe")
+print("up", flush=True)
+sys.stdin.readline()  # hold the participant until the test has looked
+"""
+
+
+@pytest.mark.skipif(not SHM.is_dir(), reason="no /dev/shm on this machine")
+def test_fast_dds_creates_the_large_shared_memory_segment(tmp_path):
+    """A participant started the way depth_node starts gets a >= 16 MiB segment (default: 512 KiB)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTDDS_DEFAULT_PROFILES_FILE", "MOADEPTH_FASTDDS_PROFILE")}
+    before = {p.name for p in SHM.iterdir()}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        assert proc.stdout.readline().strip() == str(transport.PROFILE_PATH)
+        assert proc.stdout.readline().strip() == "up"
+        new = {p.name: p.stat().st_size for p in SHM.iterdir() if p.name not in before}
+    finally:
+        _, err = proc.communicate("\n", timeout=30)
+    assert proc.returncode == 0, err
+    assert "XMLPARSER Error" not in err, err
+    segments = [size for name, size in new.items() if name.startswith("fastdds_") and not name.endswith("_el")]
+    assert max(segments, default=0) >= 16 * 2**20, new
