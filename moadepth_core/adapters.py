@@ -36,8 +36,10 @@ class MixtureOfAdapters(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T, D) tokens → (adapted tokens (B, T, D), gate weights (B, T, K))."""
         g = self.gate_weights(x)
-        experts = torch.stack([e(x) for e in self.experts], dim=-1)  # (B, T, D, K)
-        return x + (experts * g.unsqueeze(-2)).sum(-1), g
+        out = x
+        for k, expert in enumerate(self.experts):  # accumulate: no (B, T, D, K) stack to reduce over K
+            out = out + g[..., k : k + 1] * expert(x)
+        return out, g
 
 
 def gate_entropy(gates: torch.Tensor) -> torch.Tensor:

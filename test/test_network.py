@@ -151,3 +151,41 @@ def test_fixed_fusion_modes(fusion):
     low = w * out["bin_depth"] + (1 - w) * out["regression_depth"]
     up = F.interpolate(low, size=(64, 64), mode="bilinear", align_corners=False)
     assert torch.allclose(out["depth"], up, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- CPU fast paths
+# Each is the same mathematics as the textbook form it replaced for speed; these pin that down.
+
+@pytest.mark.parametrize("hw", [(224, 224), (192, 256)])
+def test_patch_tokens_are_the_patch_convolution(hw):
+    bb = shared_model().backbone
+    x = torch.rand(2, 3, *hw)
+    with torch.no_grad():
+        tokens, gh, gw = bb.patch_tokens(x)
+        ref = bb.visual.conv1(x).flatten(2).transpose(1, 2)
+    assert (gh, gw) == (hw[0] // 32, hw[1] // 32)
+    torch.testing.assert_close(tokens, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_mixture_of_adapters_equals_the_stacked_weighted_sum():
+    torch.manual_seed(1)
+    moa = MixtureOfAdapters(dim=32, num_experts=4, hidden=8, gate_hidden=16, temperature=2.0)
+    x = torch.randn(3, 5, 32)
+    out, g = moa(x)
+    ref = x + (torch.stack([e(x) for e in moa.experts], -1) * g.unsqueeze(-2)).sum(-1)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_bin_moments_and_spread_match_the_centred_definition():
+    from moadepth_core.head import bin_moments, relative_uncertainty
+
+    torch.manual_seed(2)
+    centers = torch.exp(torch.linspace(math.log(0.1), math.log(10.0), 128))
+    probs = torch.softmax(torch.randn(2, 128, 6, 7) * 3, dim=1)
+    c = centers.view(1, -1, 1, 1)
+    mean = (probs * c).sum(1, keepdim=True)
+    std = (probs * (c - mean) ** 2).sum(1, keepdim=True).sqrt()
+    m1, m2 = bin_moments(probs, centers)
+    torch.testing.assert_close(m1, mean, rtol=1e-5, atol=1e-6)
+    depth = torch.rand(2, 1, 6, 7) + 0.5
+    torch.testing.assert_close(relative_uncertainty(probs, centers, depth), std / depth, rtol=1e-3, atol=1e-5)
