@@ -7,7 +7,8 @@ Device and precision are arguments, never globals. bf16 on CPU means bf16
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from .backends import OnnxRuntimeBackend, check_backend
+from .backends import CompiledTorchBackend, OnnxRuntimeBackend, check_backend
 from .checkpoint import load_checkpoint
 from .config import ModelConfig
 from .errors import DataError, DeviceError, UntrainedError
@@ -59,6 +60,8 @@ class DepthResult:
     depth: np.ndarray  # HxW float32 metres
     confidence: np.ndarray  # HxW float32 in 0..1
     uncertainty: np.ndarray  # HxW float32 relative spread (std / depth)
+    #: seconds spent in preprocess / forward (to host memory) / postprocess, for diagnostics
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class DepthEstimator:
@@ -67,7 +70,8 @@ class DepthEstimator:
     def __init__(self, checkpoint: str | Path | None, *, allow_untrained: bool = False, device: str = "auto",
                  precision: Literal["fp32", "bf16", "fp16"] = "fp32", input_size: tuple[int, int] | None = None,
                  model_config: ModelConfig | None = None, pretrained: str | None = None,
-                 model: MoADepthCLIP | None = None, backend: Literal["torch", "onnxruntime"] = "torch") -> None:
+                 model: MoADepthCLIP | None = None,
+                 backend: Literal["torch", "torch_compile", "onnxruntime"] = "torch") -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.precision = precision
@@ -98,7 +102,12 @@ class DepthEstimator:
             # The training focal is stored at the training input size: follow the resize.
             self.train_focal_px *= self.model_size[1] / model.cfg.image_size[1]
         # backend onnxruntime: same network exported once at model_size (docs/PERFORMANCE.md).
-        self._runtime = OnnxRuntimeBackend(self.model, self.model_size) if backend == "onnxruntime" else None
+        # backend torch_compile: Inductor, compiled here so the first frame is not the slow one.
+        self._runtime = None
+        if backend == "onnxruntime":
+            self._runtime = OnnxRuntimeBackend(self.model, self.model_size)
+        elif backend == "torch_compile":
+            self._runtime = CompiledTorchBackend(self.model, self.model_size, self.device, self.dtype)
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -118,13 +127,18 @@ class DepthEstimator:
         return self.model(batch.to(self.device, self.dtype))
 
     def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:
-        out = self.forward(self.preprocess(rgb))
+        t0 = time.perf_counter()
+        batch = self.preprocess(rgb)
+        t1 = time.perf_counter()
+        out = self.forward(batch)
         depth = out["depth"][0, 0].float().cpu().numpy()
         unc = out["uncertainty"][0, 0].float().cpu().numpy()
+        t2 = time.perf_counter()
         if output_size == "input" and depth.shape != rgb.shape[:2]:
             size = (rgb.shape[1], rgb.shape[0])
             depth = cv2.resize(depth, size, interpolation=cv2.INTER_LINEAR)
             unc = cv2.resize(unc, size, interpolation=cv2.INTER_LINEAR)
         conf = confidence_from_uncertainty(torch.from_numpy(unc)).numpy()
+        timings = {"preprocess": t1 - t0, "forward": t2 - t1, "postprocess": time.perf_counter() - t2}
         return DepthResult(depth.astype(np.float32, copy=False), conf.astype(np.float32, copy=False),
-                           unc.astype(np.float32, copy=False))
+                           unc.astype(np.float32, copy=False), timings)

@@ -397,7 +397,7 @@ class _DepthNodeMixin:
             self.info_pub.publish(info)
         self.conf_pub.publish(messages.numpy_to_image(res.confidence, "32FC1", header))
         t_conf = time.monotonic()
-        stages = {"wait": t_start - frame.received, "inference": t_inferred - t_start,
+        stages = {"wait": t_start - frame.received, **res.timings,
                   "depth_out": t_depth - t_inferred, "confidence_out": t_conf - t_depth}
         if info is not None and c["publish_points"]:
             K_out = np.asarray(info.k, dtype=np.float64).reshape(3, 3)

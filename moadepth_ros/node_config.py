@@ -45,8 +45,9 @@ PARAMS: tuple[Param, ...] = (
     Param("allow_untrained", False, "run without a checkpoint (random weights: meaningless depth, testing only)"),
     Param("device", "auto", "inference device: auto picks cuda when available", choices=("auto", "cpu", "cuda")),
     Param("precision", "fp32", "weight precision (fp16 needs cuda)", choices=("fp32", "bf16", "fp16")),
-    Param("backend", "torch", "inference runtime: torch, or onnxruntime (CPU, fp32; see docs/PERFORMANCE.md)",
-          choices=("torch", "onnxruntime")),
+    Param("backend", "torch", "inference runtime: torch; torch_compile (fastest, needs a C++ compiler, "
+          "compiles ~30-50 s at start); onnxruntime (CPU, fp32); see docs/PERFORMANCE.md",
+          choices=("torch", "torch_compile", "onnxruntime")),
     Param("min_depth", 0.1, "depths below this (m) become NaN", dynamic=True, low=0.0, high=1000.0),
     Param("max_depth", 10.0, "depths above this (m) become NaN", dynamic=True, low=0.01, high=1000.0),
     Param("publish_points", True, "publish the organised point cloud on 'points'", dynamic=True),

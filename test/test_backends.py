@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from collections.abc import Iterator
@@ -91,3 +92,28 @@ def test_bad_backend_combinations_are_refused(backend, precision, match):
         check_backend(backend, torch.device("cpu"), precision)
     with pytest.raises(DeviceError, match=match):
         DepthEstimator(None, model=_small_model(), device="cpu", precision=precision, backend=backend)
+
+
+def test_torch_compile_matches_eager_torch_predict():
+    """The compiled backend (Inductor, frozen weights) gives eager torch's depth (bf16: the node's path;
+    one compile is ~1 min on 2 cores, so fp32 is left to the benchmark)."""
+    model = _small_model()
+    rgb = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    for precision, tol in (("bf16", 2e-2),):
+        ref = DepthEstimator(None, model=copy.deepcopy(model), device="cpu", precision=precision)
+        comp = DepthEstimator(None, model=copy.deepcopy(model), device="cpu", precision=precision,
+                              backend="torch_compile")
+        a, b = ref.predict(rgb), comp.predict(rgb)
+        assert b.depth.shape == (120, 160) and b.depth.dtype == np.float32
+        np.testing.assert_allclose(b.depth, a.depth, rtol=tol, atol=tol)
+        np.testing.assert_allclose(b.confidence, a.confidence, atol=10 * tol)
+        with pytest.raises(DeviceError, match="batch 1"):
+            comp.forward(torch.rand(2, 3, *SIZE))
+
+
+def test_torch_compile_without_a_compiler_says_so(monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(DeviceError, match="C\\+\\+ compiler"):
+        DepthEstimator(None, model=_small_model(), device="cpu", precision="fp32", backend="torch_compile")
