@@ -116,6 +116,8 @@ def stage_forward(res: dict, repeat: int) -> None:
     for name, size in SIZES.items():
         base = build_random_model(size)
         runs = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+        if name == "224x224":  # one compile costs ~30-50 s here: the node's size only
+            runs.append(("torch_compile", "bf16"))
         for backend, prec in runs:
             est = DepthEstimator(None, model=copy.deepcopy(base), device="cpu", precision=prec, backend=backend)
             x = est.preprocess(rgb)
@@ -141,6 +143,7 @@ def stage_forward(res: dict, repeat: int) -> None:
     res["forward_ms_bf16"] = d["cpu_torch_bf16_224x224"]["predict_640x480"]
     res["forward_ms_fp32_onnxruntime"] = d["cpu_onnxruntime_fp32_224x224"]["predict_640x480"]
     res["raw_forward_ms_bf16"] = d["cpu_torch_bf16_224x224"]["raw"]
+    res["forward_ms_bf16_torch_compile"] = d["cpu_torch_compile_bf16_224x224"]["predict_640x480"]
     res["raw_forward_ms_fp32"] = d["cpu_torch_fp32_224x224"]["raw"]
 
 
@@ -492,22 +495,25 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float) -> None:
+def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend: str = "torch") -> None:
+    """depth_node end to end; keys get a ``_<backend>`` suffix for backends other than torch."""
     from moadepth_core.inference import DepthEstimator
 
+    suffix = "" if backend == "torch" else f"_{backend}"
     ckpt = make_checkpoint(tmp)
     # The overhead ratio's denominator: the raw bf16 forward of the same checkpoint, same threads,
-    # timed just before the node starts (so machine load affects both alike).
-    est = DepthEstimator(ckpt, device="cpu", precision="bf16")
+    # same backend, timed just before the node starts (so machine load affects both alike).
+    est = DepthEstimator(ckpt, device="cpu", precision="bf16", backend=backend)
     x = est.preprocess(test_frame())
     fwd = timed(lambda est=est, x=x: est.forward(x), 15, warmup=3)
     est = x = None  # free it before the node loads its own copy
-    res["node_raw_forward_ms_bf16"] = round(fwd, 2)
-    run = NodeRun(ckpt, "bf16")
+    r: dict = {"node_raw_forward_ms_bf16": round(fwd, 2)}
+    details: dict = {}
+    run = NodeRun(ckpt, "bf16", {"backend": backend})
     try:
-        if not run.wait_ready(120):
-            print("  node: no depth came back within 120 s; node log:\n" + run.log_tail())
-            res["node_error"] = "no output"
+        if not run.wait_ready(180):
+            print("  node: no depth came back within 180 s; node log:\n" + run.log_tail())
+            res["node_error" + suffix] = "no output"
             return
         time.sleep(1.0)
         # 1) the issue's load: 30 Hz for a bounded time
@@ -519,14 +525,14 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float) -> None:
         hz = (len(rx) - 1) / (rx[-1] - rx[0]) if len(rx) > 2 else 0.0
         internal = run.node_internal()  # the last 5 s window of the 30 Hz run
         if internal:
-            res["node_internal_latency_p50_ms"] = round(internal["p50"], 1)
-            res["node_internal_latency_p95_ms"] = round(internal["p95"], 1)
-            res["details"]["node_stages_p50_ms"] = internal["stages"]
-        res["node_output_hz"] = round(hz, 2)
-        res["node_latency_p50_ms"] = round(pct(lat, 50), 1)
-        res["node_latency_p95_ms"] = round(pct(lat, 95), 1)
-        res["node_frames"] = {"sent": sent, "depth_received": answered, "points_received": points,
-                              "input_hz": rate_hz, "duration_s": duration_s}
+            r["node_internal_latency_p50_ms"] = round(internal["p50"], 1)
+            r["node_internal_latency_p95_ms"] = round(internal["p95"], 1)
+            details["node_stages_p50_ms"] = internal["stages"]
+        r["node_output_hz"] = round(hz, 2)
+        r["node_latency_p50_ms"] = round(pct(lat, 50), 1)
+        r["node_latency_p95_ms"] = round(pct(lat, 95), 1)
+        details["node_frames"] = {"sent": sent, "depth_received": answered, "points_received": points,
+                                  "input_hz": rate_hz, "duration_s": duration_s}
         # 2) paced below the node's rate: latency without queueing = processing + transport
         paced_hz = max(1.0, min(rate_hz, 0.6 * hz)) if hz else 5.0
         run.drive(paced_hz, duration_s=min(10.0, duration_s))
@@ -534,30 +540,37 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float) -> None:
         lat_p, _ = run.latencies(skip_s=1.0)
         internal = run.node_internal()  # paced: no frame waits for another inside the node
         if internal:
-            res["node_internal_latency_p50_ms_paced"] = round(internal["p50"], 1)
-            res["details"]["node_stages_p50_ms_paced"] = internal["stages"]
-        res["node_latency_p50_ms_paced"] = round(pct(lat_p, 50), 1)
-        res["node_paced_input_hz"] = round(paced_hz, 1)
+            r["node_internal_latency_p50_ms_paced"] = round(internal["p50"], 1)
+            details["node_stages_p50_ms_paced"] = internal["stages"]
+        r["node_latency_p50_ms_paced"] = round(pct(lat_p, 50), 1)
+        r["node_paced_input_hz"] = round(paced_hz, 1)
         run.sample_rss()
-        res["node_peak_rss_mb"] = round(run.peak_rss() / 2**20, 1)
-        print(f"  node: {sent} sent at {rate_hz:g} Hz, {answered} depth / {points} clouds back; "
-              f"{hz:.1f} Hz out, latency p50 {res['node_latency_p50_ms']} ms p95 {res['node_latency_p95_ms']} ms; "
-              f"paced {paced_hz:.1f} Hz p50 {res['node_latency_p50_ms_paced']} ms; "
-              f"peak RSS {res['node_peak_rss_mb']} MB", flush=True)
+        r["node_peak_rss_mb"] = round(run.peak_rss() / 2**20, 1)
+        print(f"  node ({backend}): {sent} sent at {rate_hz:g} Hz, {answered} depth / {points} clouds back; "
+              f"{hz:.1f} Hz out, latency p50 {r['node_latency_p50_ms']} ms p95 {r['node_latency_p95_ms']} ms; "
+              f"paced {paced_hz:.1f} Hz p50 {r['node_latency_p50_ms_paced']} ms; "
+              f"peak RSS {r['node_peak_rss_mb']} MB", flush=True)
         for key in ("node_stages_p50_ms", "node_stages_p50_ms_paced"):
-            if res["details"].get(key):
-                print(f"  {key}: " + ", ".join(f"{k} {v} ms" for k, v in res["details"][key].items()), flush=True)
+            if details.get(key):
+                print(f"  {key}: " + ", ".join(f"{k} {v} ms" for k, v in details[key].items()), flush=True)
     finally:
         run.close()
-    # overhead vs the raw network forward measured in this run (same threads, same precision)
-    if "node_latency_p50_ms" in res:
-        res["node_overhead_ratio"] = round(res["node_latency_p50_ms"] / fwd, 2)
-        res["node_overhead_ratio_paced"] = round(res["node_latency_p50_ms_paced"] / fwd, 2)
-    if "node_internal_latency_p50_ms" in res:
-        # inside the node only (image callback -> every output published): no DDS transport in or out
-        res["node_internal_overhead_ratio"] = round(res["node_internal_latency_p50_ms"] / fwd, 2)
-    if "node_internal_latency_p50_ms_paced" in res:
-        res["node_internal_overhead_ratio_paced"] = round(res["node_internal_latency_p50_ms_paced"] / fwd, 2)
+        # overhead vs the raw network forward measured in this run (same threads, precision, backend)
+        if "node_latency_p50_ms" in r:
+            r["node_overhead_ratio"] = round(r["node_latency_p50_ms"] / fwd, 2)
+            r["node_overhead_ratio_paced"] = round(r["node_latency_p50_ms_paced"] / fwd, 2)
+        if "node_internal_latency_p50_ms" in r:
+            # inside the node only (image callback -> every output published): no DDS transport in or out
+            r["node_internal_overhead_ratio"] = round(r["node_internal_latency_p50_ms"] / fwd, 2)
+        if "node_internal_latency_p50_ms_paced" in r:
+            r["node_internal_overhead_ratio_paced"] = round(r["node_internal_latency_p50_ms_paced"] / fwd, 2)
+        node_fwd = details.get("node_stages_p50_ms_paced", {}).get("forward")
+        if node_fwd and "node_latency_p50_ms_paced" in r:
+            # everything but the forward, as a share of the forward, both measured on the same frames
+            r["node_forward_ms_paced"] = node_fwd
+            r["node_nonforward_share_paced"] = round((r["node_latency_p50_ms_paced"] - node_fwd) / node_fwd, 3)
+        res.update({k + suffix: v for k, v in r.items()})
+        res["details"].update({k + suffix: v for k, v in details.items()})
 
 
 def stage_soak(res: dict, tmp: Path, frames: int, warmup_frames: int) -> None:
@@ -612,7 +625,10 @@ def stage_soak(res: dict, tmp: Path, frames: int, warmup_frames: int) -> None:
 # ---------------------------------------------------------------------------------------------
 TARGETS = [
     ("node_output_hz", ">=", 10.0, "depth_node 640x480, points, bf16 (Hz)"),
+    ("node_output_hz_torch_compile", ">=", 10.0, "same, backend torch_compile (Hz)"),
     ("node_overhead_ratio", "<=", 1.15, "node latency / raw forward"),
+    ("node_overhead_ratio_torch_compile", "<=", 1.15, "same, backend torch_compile"),
+    ("node_nonforward_share_paced", "<=", 0.15, "paced: everything but the forward / forward"),
     ("speed_ratio_vs_da2_small", ">=", 5.0, "DA2-Small 518² ms / ours fp32 ms"),
     ("pack_speedup_vs_pointcloud2", ">=", 1.0, "pointcloud2 lib ms / ours ms"),
 ]
@@ -635,7 +651,18 @@ def print_table(res: dict) -> None:
         ("node_internal_latency_p50_ms_paced", "inside the node at a paced input, p50", "ms"),
         ("node_internal_overhead_ratio_paced", "inside-the-node latency (paced) / raw forward", "x"),
         ("node_overhead_ratio_paced", "paced node latency p50 / raw forward", "x"),
+        ("node_forward_ms_paced", "the node's own forward p50 (paced), from /diagnostics", "ms"),
+        ("node_nonforward_share_paced", "paced: (latency - node's forward) / node's forward", "x"),
         ("node_peak_rss_mb", "depth_node peak RSS", "MB"),
+        ("forward_ms_bf16_torch_compile", "forward bf16, 640x480 via DepthEstimator (torch_compile)", "ms"),
+        ("node_raw_forward_ms_bf16_torch_compile", "torch_compile: raw forward just before its node run", "ms"),
+        ("node_output_hz_torch_compile", "torch_compile: depth_node output rate (30 Hz in)", "Hz"),
+        ("node_latency_p50_ms_torch_compile", "torch_compile: node latency p50", "ms"),
+        ("node_latency_p95_ms_torch_compile", "torch_compile: node latency p95", "ms"),
+        ("node_overhead_ratio_torch_compile", "torch_compile: node latency p50 / raw forward", "x"),
+        ("node_latency_p50_ms_paced_torch_compile", "torch_compile: node latency p50, paced", "ms"),
+        ("node_overhead_ratio_paced_torch_compile", "torch_compile: paced latency / raw forward", "x"),
+        ("node_nonforward_share_paced_torch_compile", "torch_compile: paced (latency - forward) / forward", "x"),
         ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
         ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
         ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),
@@ -662,8 +689,8 @@ def print_table(res: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="forward,pack,train,peer,node",
-                    help="comma-separated subset of forward,pack,train,peer,node")
+    ap.add_argument("--stages", default="forward,pack,train,peer,node,node_compiled",
+                    help="comma-separated subset of forward,pack,train,peer,node,node_compiled")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch/ORT threads (default: all)")
     ap.add_argument("--repeat", type=int, default=15, help="timed runs per figure (median reported)")
     ap.add_argument("--node-seconds", type=float, default=20.0, help="length of the 30 Hz node run")
@@ -701,6 +728,8 @@ def main(argv: list[str] | None = None) -> int:
                     stage_peer(res, max(3, args.repeat // 3))
                 elif stage == "node":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate)
+                elif stage == "node_compiled":
+                    stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="torch_compile")
                 elif stage == "soak":
                     stage_soak(res, Path(tmp), args.soak_frames, warmup_frames=200)
                 else:
