@@ -16,9 +16,13 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_STATIC_PEERS", None)
 if not os.environ.get("ROS_DOMAIN_ID"):
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 200))
-# The product's transport default (depth_node applies it too); tests of the choice itself pass their own env.
-os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "moadepth_ros", "fastdds_large_data.xml")
+# The product's transport default (depth_node applies it too), where /dev/shm has room for it;
+# tests of the choice itself pass their own env.
+if importlib.util.find_spec("moadepth_ros") is not None:
+    from moadepth_ros import transport
+
+    if (transport.shm_free_bytes() or 0) >= transport.MIN_SHM_FREE:
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(transport.PROFILE_PATH)
 
 # Keep the 2-core CI machine from oversubscribing; a no-op where torch is absent.
 if importlib.util.find_spec("torch") is not None:

@@ -17,7 +17,7 @@ SHM = Path("/dev/shm")
 
 def test_profile_applied_on_a_clean_environment(tmp_path):
     env: dict[str, str] = {}
-    assert transport.use_large_data_profile(env, cwd=tmp_path) == str(transport.PROFILE_PATH)
+    assert transport.use_large_data_profile(env, cwd=tmp_path, shm_free=2**30) == str(transport.PROFILE_PATH)
     assert env == {"FASTDDS_DEFAULT_PROFILES_FILE": str(transport.PROFILE_PATH)}
 
 
@@ -34,6 +34,14 @@ def test_a_users_own_choice_is_left_alone(tmp_path, env, why):
     assert why in transport.large_data_profile_reason(env, cwd=tmp_path)
 
 
+@pytest.mark.parametrize("free, why", [(32 * 2**20, "32 MiB free"), (None, "no shared-memory")])
+def test_a_small_or_missing_dev_shm_keeps_fast_dds_defaults(tmp_path, free, why):
+    env: dict[str, str] = {}
+    assert transport.use_large_data_profile(env, cwd=tmp_path, shm_free=free) is None and env == {}
+    assert why in transport.large_data_profile_reason(env, cwd=tmp_path, shm_free=free)
+    assert transport.use_large_data_profile(env, cwd=tmp_path, shm_free=2**30) is not None
+
+
 def test_fast_dds_default_file_in_the_working_directory_wins(tmp_path):
     (tmp_path / "DEFAULT_FASTDDS_PROFILES.xml").write_text("<dds/>")
     env: dict[str, str] = {}
@@ -42,7 +50,7 @@ def test_fast_dds_default_file_in_the_working_directory_wins(tmp_path):
 
 def test_rmw_fastrtps_variants_still_get_the_profile(tmp_path):
     env = {"RMW_IMPLEMENTATION": "rmw_fastrtps_dynamic_cpp"}
-    assert transport.use_large_data_profile(env, cwd=tmp_path) is not None
+    assert transport.use_large_data_profile(env, cwd=tmp_path, shm_free=2**30) is not None
 
 
 def test_profile_is_a_default_participant_profile_with_a_large_shm_segment():
@@ -68,7 +76,10 @@ sys.stdin.readline()  # hold the participant until the test has looked
 """
 
 
-@pytest.mark.skipif(not SHM.is_dir(), reason="no /dev/shm on this machine")
+ROOM = (transport.shm_free_bytes() or 0) >= transport.MIN_SHM_FREE
+
+
+@pytest.mark.skipif(not ROOM, reason="/dev/shm missing or too small for the profile here")
 def test_fast_dds_creates_the_large_shared_memory_segment(tmp_path):
     """A participant started the way depth_node starts gets a >= 16 MiB segment (default: 512 KiB)."""
     env = {k: v for k, v in os.environ.items() if k not in ("FASTDDS_DEFAULT_PROFILES_FILE", "MOADEPTH_FASTDDS_PROFILE")}
@@ -109,6 +120,7 @@ time.sleep(0.5)
 """
 
 
+@pytest.mark.skipif(not ROOM, reason="/dev/shm missing or too small for the profile here")
 def test_best_effort_640x480_images_arrive_between_processes_with_the_profile():
     """Fast DDS defaults drop best-effort samples over its 512 KiB shared-memory segment (measured:
     0 of 40 900 KiB images); with the shipped profile a best-effort reader gets them all."""
