@@ -58,7 +58,8 @@ PARAMS: tuple[Param, ...] = (
     Param("focal_scaling", True, "rescale metric depth by this camera's focal length against the training "
           "camera's (stored in the checkpoint)"),
     Param("sensor_qos", "reliable", "reliability of the image/camera_info subscriptions; best_effort loses "
-          "frames over ~512 KB with Fast DDS defaults (see docs/ROS.md)", choices=("reliable", "best_effort")),
+          "frames over ~512 KiB unless the camera also uses the shipped Fast DDS profile (see docs/ROS.md)",
+          choices=("reliable", "best_effort")),
     Param("max_uncertainty", 0.5, "points whose relative uncertainty (std/depth) exceeds this become NaN",
           dynamic=True, low=0.0, high=1000.0),
     Param("force_inference", False, "run inference even when nobody subscribes to an output", dynamic=True),
