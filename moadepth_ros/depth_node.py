@@ -198,6 +198,9 @@ class _DepthNodeMixin:
         Built on the inference thread, where every later forward runs (see the module docstring).
         """
         c = self._cfg
+        if c["backend"] == "torch_compile":
+            self.get_logger().info("backend torch_compile: compiling the network before the first frame "
+                                   "(~30-50 s on 2 cores; Inductor caches kernels on disk for later starts)")
         self._estimator = self._on_worker(lambda: DepthEstimator(
             c["checkpoint"] or None, allow_untrained=c["allow_untrained"], device=c["device"],
             precision=c["precision"], backend=c["backend"]))
