@@ -6,6 +6,7 @@ Device and precision are arguments, never globals. bf16 on CPU means bf16
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -57,11 +58,27 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 @dataclass
 class DepthResult:
+    """One frame's prediction. Depth is ready at once; uncertainty and confidence are resized to the
+    output size on first access, so a node can publish depth before paying for them."""
+
     depth: np.ndarray  # HxW float32 metres
-    confidence: np.ndarray  # HxW float32 in 0..1
-    uncertainty: np.ndarray  # HxW float32 relative spread (std / depth)
+    #: relative spread (std / depth) at the network's own resolution
+    model_uncertainty: np.ndarray
     #: seconds spent in preprocess / forward (to host memory) / postprocess, for diagnostics
     timings: dict[str, float] = field(default_factory=dict)
+
+    @functools.cached_property
+    def uncertainty(self) -> np.ndarray:
+        """HxW float32 relative spread (std / depth), at the depth's size."""
+        unc = self.model_uncertainty
+        if unc.shape != self.depth.shape:
+            unc = cv2.resize(unc, (self.depth.shape[1], self.depth.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return unc.astype(np.float32, copy=False)
+
+    @functools.cached_property
+    def confidence(self) -> np.ndarray:
+        """HxW float32 in 0..1, at the depth's size."""
+        return confidence_from_uncertainty(torch.from_numpy(self.uncertainty)).numpy().astype(np.float32, copy=False)
 
 
 class DepthEstimator:
@@ -135,10 +152,6 @@ class DepthEstimator:
         unc = out["uncertainty"][0, 0].float().cpu().numpy()
         t2 = time.perf_counter()
         if output_size == "input" and depth.shape != rgb.shape[:2]:
-            size = (rgb.shape[1], rgb.shape[0])
-            depth = cv2.resize(depth, size, interpolation=cv2.INTER_LINEAR)
-            unc = cv2.resize(unc, size, interpolation=cv2.INTER_LINEAR)
-        conf = confidence_from_uncertainty(torch.from_numpy(unc)).numpy()
+            depth = cv2.resize(depth, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
         timings = {"preprocess": t1 - t0, "forward": t2 - t1, "postprocess": time.perf_counter() - t2}
-        return DepthResult(depth.astype(np.float32, copy=False), conf.astype(np.float32, copy=False),
-                           unc.astype(np.float32, copy=False), timings)
+        return DepthResult(depth.astype(np.float32, copy=False), unc.astype(np.float32, copy=False), timings)

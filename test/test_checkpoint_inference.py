@@ -102,7 +102,13 @@ def test_estimator_rgb_to_metric_depth_at_input_size(trained):
     assert res.depth.shape == (120, 160) and res.depth.dtype == np.float32
     assert np.isfinite(res.depth).all() and (res.depth >= 0.1).all() and (res.depth <= 10).all()
     assert ((res.confidence >= 0) & (res.confidence <= 1)).all()
-    assert est.predict(rgb, output_size="model").depth.shape == tuple(SIZE)
+    # uncertainty and confidence follow the depth's size, and agree with the network's own output
+    assert res.uncertainty.shape == res.confidence.shape == (120, 160)
+    np.testing.assert_allclose(res.confidence, np.clip(1 - res.uncertainty, 0, 1), atol=1e-6)
+    small = est.predict(rgb, output_size="model")
+    assert small.depth.shape == small.uncertainty.shape == small.confidence.shape == tuple(SIZE)
+    np.testing.assert_array_equal(small.uncertainty, small.model_uncertainty)
+    np.testing.assert_allclose(res.uncertainty.mean(), small.uncertainty.mean(), rtol=0.02)
     bf16 = DepthEstimator(path, device="cpu", precision="bf16").predict(rgb)
     assert np.abs(bf16.depth - res.depth).mean() / res.depth.mean() < 0.05
 
