@@ -15,6 +15,8 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
   train    training throughput (images/s), batch 8 at 224x224, CPU (and CUDA when present)
   peer     Depth Anything V2 Small architecture (transformers, random weights) at 518x518 and
            518x686 (640x480-equivalent), fp32, same threads
+  transport  the DDS floor: publish -> callback between two rclpy processes for the node's
+           input (640x480 rgb8) and output (640x480 32FC1) and a tiny message, nothing else running
   node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, bf16; output rate,
            latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS
   soak     (--soak only) issue 7: 2,000 frames at max rate through the node; RSS growth after
@@ -274,6 +276,96 @@ def stage_peer(res: dict, repeat: int) -> None:
     res["speed_ratio_vs_da2_small"] = round(out["518x518"] / out["torch"], 2)
     res["speed_ratio_vs_da2_small_onnxruntime"] = round(out["518x518"] / out["onnxruntime"], 2)
     res["speed_ratio_vs_da2_small_640x480"] = round(out["518x686"] / out["torch"], 2)
+
+
+# ---------------------------------------------------------------------------------------------
+TRANSPORT_KINDS = {  # what depth_node receives and sends per frame, plus a tiny message for the fixed cost
+    "tiny": ((4, 4), "rgb8"),
+    "image": (FRAME_HW, "rgb8"),
+    "depth": (FRAME_HW, "32FC1"),
+}
+
+
+def transport_echo(ns: str, seconds: float) -> None:
+    """Child process of the transport stage: a plain rclpy node spun like depth_node's, recording
+    publish -> callback per message (stamps carry the sender's CLOCK_MONOTONIC, shared by all
+    processes), then printing one JSON line of medians."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    node = rclpy.create_node(f"moadepth_bench_echo_{os.getpid()}")
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    lat: dict[str, list[float]] = {k: [] for k in TRANSPORT_KINDS}
+
+    def on_msg(kind: str, msg: Image) -> None:
+        now = time.monotonic_ns()
+        lat[kind].append((now - (msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)) / 1e6)
+
+    for kind in TRANSPORT_KINDS:
+        node.create_subscription(Image, f"{ns}/floor/{kind}", lambda m, k=kind: on_msg(k, m), qos)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and rclpy.ok():
+        rclpy.spin_once(node, timeout_sec=0.05)
+    print(json.dumps({k: {"n": len(v), "p50": pct(v[10:], 50), "p90": pct(v[10:], 90)} for k, v in lat.items()}),
+          flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def stage_transport(res: dict, count: int = 80, rate_hz: float = 25.0) -> None:
+    """The DDS floor under the node's overhead: publish -> callback between two rclpy processes for
+    the node's own input (640x480 rgb8) and output (640x480 32FC1), the same transport profile,
+    nothing else running. No node can answer faster than image hop + depth hop."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from moadepth_ros import messages
+
+    ns = f"/bench{os.getpid()}"
+    seconds = 6.0 + len(TRANSPORT_KINDS) * count / rate_hz
+    child = subprocess.Popen([sys.executable, __file__, "--transport-echo", ns, str(seconds)],
+                             stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    if not rclpy.ok():
+        rclpy.init()
+    node = rclpy.create_node(f"moadepth_bench_src_{os.getpid()}")
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    rng = np.random.default_rng(0)
+    try:
+        pubs, msgs = {}, {}
+        for kind, (hw, enc) in TRANSPORT_KINDS.items():
+            pubs[kind] = node.create_publisher(Image, f"{ns}/floor/{kind}", qos)
+            arr = (rng.integers(0, 255, (*hw, 3), dtype=np.uint8) if enc == "rgb8"
+                   else rng.uniform(0.5, 20, hw).astype(np.float32))
+            msgs[kind] = messages.numpy_to_image(arr, enc)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and any(p.get_subscription_count() == 0 for p in pubs.values()):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        for kind, pub in pubs.items():
+            msg = msgs[kind]
+            for _ in range(count):
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.monotonic_ns(), 1_000_000_000)
+                pub.publish(msg)
+                time.sleep(1.0 / rate_hz)
+        out, _ = child.communicate(timeout=seconds + 30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(5)
+        node.destroy_node()
+    got = json.loads(out.strip().splitlines()[-1])
+    res["details"]["transport_ms"] = got
+    for kind, v in got.items():
+        if v["n"] < count // 2:
+            raise RuntimeError(f"transport: only {v['n']} of {count} {kind} messages arrived")
+        res[f"transport_{kind}_ms"] = round(v["p50"], 2)
+    res["transport_floor_ms"] = round(got["image"]["p50"] + got["depth"]["p50"], 2)
+    print(f"  publish -> callback p50: tiny {got['tiny']['p50']:.2f} ms, 640x480 rgb8 {got['image']['p50']:.2f} ms, "
+          f"640x480 32FC1 {got['depth']['p50']:.2f} ms; image in + depth out {res['transport_floor_ms']} ms",
+          flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,6 +751,11 @@ def print_table(res: dict) -> None:
         ("node_forward_ms_paced", "the node's own forward p50 (paced), from /diagnostics", "ms"),
         ("node_nonforward_share_paced", "paced: (latency - node's forward) / node's forward", "x"),
         ("node_peak_rss_mb", "depth_node peak RSS", "MB"),
+        ("transport_tiny_ms", "DDS floor: tiny message publish -> callback, p50", "ms"),
+        ("transport_image_ms", "DDS floor: 640x480 rgb8 publish -> callback, p50", "ms"),
+        ("transport_depth_ms", "DDS floor: 640x480 32FC1 publish -> callback, p50", "ms"),
+        ("transport_floor_ms", "DDS floor: image in + depth out (no node work)", "ms"),
+        ("transport_floor_share_of_forward", "DDS floor / raw bf16 forward", "x"),
         ("forward_ms_bf16_torch_compile", "forward bf16, 640x480 via DepthEstimator (torch_compile)", "ms"),
         ("node_raw_forward_ms_bf16_torch_compile", "torch_compile: raw forward before / after its node run", "ms"),
         ("node_output_hz_torch_compile", "torch_compile: depth_node output rate (30 Hz in)", "Hz"),
@@ -693,9 +790,13 @@ def print_table(res: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--transport-echo"]:  # the transport stage's receiving process
+        transport_echo(argv[1], float(argv[2]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="forward,pack,train,peer,node,node_compiled",
-                    help="comma-separated subset of forward,pack,train,peer,node,node_compiled")
+    ap.add_argument("--stages", default="forward,pack,train,peer,transport,node,node_compiled",
+                    help="comma-separated subset of forward,pack,train,peer,transport,node,node_compiled")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch/ORT threads (default: all)")
     ap.add_argument("--repeat", type=int, default=15, help="timed runs per figure (median reported)")
     ap.add_argument("--node-seconds", type=float, default=20.0, help="length of the 30 Hz node run")
@@ -731,6 +832,8 @@ def main(argv: list[str] | None = None) -> int:
                     stage_train(res, args.train_steps)
                 elif stage == "peer":
                     stage_peer(res, max(3, args.repeat // 3))
+                elif stage == "transport":
+                    stage_transport(res)
                 elif stage == "node":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate)
                 elif stage == "node_compiled":
@@ -743,6 +846,10 @@ def main(argv: list[str] | None = None) -> int:
                 res.setdefault("errors", {})[stage] = f"{type(exc).__name__}: {exc}"
                 print(f"  {stage} failed: {type(exc).__name__}: {exc}", flush=True)
             res["details"].setdefault("stage_s", {})[stage] = round(time.perf_counter() - t, 1)
+    fwd = res.get("node_raw_forward_ms_bf16", res.get("raw_forward_ms_bf16"))
+    if "transport_floor_ms" in res and fwd:
+        # the share of the forward that DDS alone takes, before the node does any work
+        res["transport_floor_share_of_forward"] = round(res["transport_floor_ms"] / fwd, 3)
     res["total_s"] = round(time.perf_counter() - t_start, 1)
     res["loadavg_end"] = os.getloadavg()[0]
     args.out.write_text(json.dumps(res, indent=2) + "\n")
