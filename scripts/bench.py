@@ -15,7 +15,7 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
   train    training throughput (images/s), batch 8 at 224x224, CPU (and CUDA when present)
   peer     Depth Anything V2 Small architecture (transformers, random weights) at 518x518 and
            518x686 (640x480-equivalent), fp32, same threads
-  transport  the DDS floor: publish -> callback between two rclpy processes for the node's
+  transport  DDS transport alone: publish -> callback between two rclpy processes for the node's
            input (640x480 rgb8) and output (640x480 32FC1) and a tiny message, nothing else running
   node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, bf16; output rate,
            latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS
@@ -315,9 +315,10 @@ def transport_echo(ns: str, seconds: float) -> None:
 
 
 def stage_transport(res: dict, count: int = 80, rate_hz: float = 25.0) -> None:
-    """The DDS floor under the node's overhead: publish -> callback between two rclpy processes for
-    the node's own input (640x480 rgb8) and output (640x480 32FC1), the same transport profile,
-    nothing else running. No node can answer faster than image hop + depth hop."""
+    """DDS transport under the node's overhead: publish -> callback between two rclpy processes for
+    the node's own input (640x480 rgb8) and output (640x480 32FC1), same transport profile,
+    nothing else running. Image hop + depth hop is what the overhead target must also pay for DDS;
+    it moves with load (idle cores wake slower), so read it as a scale, not a strict bound."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -362,9 +363,9 @@ def stage_transport(res: dict, count: int = 80, rate_hz: float = 25.0) -> None:
         if v["n"] < count // 2:
             raise RuntimeError(f"transport: only {v['n']} of {count} {kind} messages arrived")
         res[f"transport_{kind}_ms"] = round(v["p50"], 2)
-    res["transport_floor_ms"] = round(got["image"]["p50"] + got["depth"]["p50"], 2)
+    res["transport_in_out_ms"] = round(got["image"]["p50"] + got["depth"]["p50"], 2)
     print(f"  publish -> callback p50: tiny {got['tiny']['p50']:.2f} ms, 640x480 rgb8 {got['image']['p50']:.2f} ms, "
-          f"640x480 32FC1 {got['depth']['p50']:.2f} ms; image in + depth out {res['transport_floor_ms']} ms",
+          f"640x480 32FC1 {got['depth']['p50']:.2f} ms; image in + depth out {res['transport_in_out_ms']} ms",
           flush=True)
 
 
@@ -661,11 +662,6 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
             r["node_internal_overhead_ratio"] = round(r["node_internal_latency_p50_ms"] / fwd, 2)
         if "node_internal_latency_p50_ms_paced" in r:
             r["node_internal_overhead_ratio_paced"] = round(r["node_internal_latency_p50_ms_paced"] / fwd, 2)
-        node_fwd = details.get("node_stages_p50_ms_paced", {}).get("forward")
-        if node_fwd and "node_latency_p50_ms_paced" in r:
-            # everything but the forward, as a share of the forward, both measured on the same frames
-            r["node_forward_ms_paced"] = node_fwd
-            r["node_nonforward_share_paced"] = round((r["node_latency_p50_ms_paced"] - node_fwd) / node_fwd, 3)
         res.update({k + suffix: v for k, v in r.items()})
         res["details"].update({k + suffix: v for k, v in details.items()})
 
@@ -725,7 +721,6 @@ TARGETS = [
     ("node_output_hz_torch_compile", ">=", 10.0, "same, backend torch_compile (Hz)"),
     ("node_overhead_ratio", "<=", 1.15, "node latency / raw forward"),
     ("node_overhead_ratio_torch_compile", "<=", 1.15, "same, backend torch_compile"),
-    ("node_nonforward_share_paced", "<=", 0.15, "paced: everything but the forward / forward"),
     ("speed_ratio_vs_da2_small", ">=", 5.0, "DA2-Small 518² ms / ours fp32 ms"),
     ("pack_speedup_vs_pointcloud2", ">=", 1.0, "pointcloud2 lib ms / ours ms"),
 ]
@@ -748,14 +743,12 @@ def print_table(res: dict) -> None:
         ("node_internal_latency_p50_ms_paced", "inside the node at a paced input, p50", "ms"),
         ("node_internal_overhead_ratio_paced", "inside-the-node latency (paced) / raw forward", "x"),
         ("node_overhead_ratio_paced", "paced node latency p50 / raw forward", "x"),
-        ("node_forward_ms_paced", "the node's own forward p50 (paced), from /diagnostics", "ms"),
-        ("node_nonforward_share_paced", "paced: (latency - node's forward) / node's forward", "x"),
         ("node_peak_rss_mb", "depth_node peak RSS", "MB"),
-        ("transport_tiny_ms", "DDS floor: tiny message publish -> callback, p50", "ms"),
-        ("transport_image_ms", "DDS floor: 640x480 rgb8 publish -> callback, p50", "ms"),
-        ("transport_depth_ms", "DDS floor: 640x480 32FC1 publish -> callback, p50", "ms"),
-        ("transport_floor_ms", "DDS floor: image in + depth out (no node work)", "ms"),
-        ("transport_floor_share_of_forward", "DDS floor / raw bf16 forward", "x"),
+        ("transport_tiny_ms", "DDS alone (idle processes): tiny message, publish -> callback p50", "ms"),
+        ("transport_image_ms", "DDS alone (idle processes): 640x480 rgb8, publish -> callback p50", "ms"),
+        ("transport_depth_ms", "DDS alone (idle processes): 640x480 32FC1, publish -> callback p50", "ms"),
+        ("transport_in_out_ms", "DDS alone (idle processes): image in + depth out", "ms"),
+        ("transport_share_of_forward", "DDS transport in + out / raw bf16 forward", "x"),
         ("forward_ms_bf16_torch_compile", "forward bf16, 640x480 via DepthEstimator (torch_compile)", "ms"),
         ("node_raw_forward_ms_bf16_torch_compile", "torch_compile: raw forward before / after its node run", "ms"),
         ("node_output_hz_torch_compile", "torch_compile: depth_node output rate (30 Hz in)", "Hz"),
@@ -764,7 +757,6 @@ def print_table(res: dict) -> None:
         ("node_overhead_ratio_torch_compile", "torch_compile: node latency p50 / raw forward", "x"),
         ("node_latency_p50_ms_paced_torch_compile", "torch_compile: node latency p50, paced", "ms"),
         ("node_overhead_ratio_paced_torch_compile", "torch_compile: paced latency / raw forward", "x"),
-        ("node_nonforward_share_paced_torch_compile", "torch_compile: paced (latency - forward) / forward", "x"),
         ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
         ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
         ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),
@@ -847,9 +839,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {stage} failed: {type(exc).__name__}: {exc}", flush=True)
             res["details"].setdefault("stage_s", {})[stage] = round(time.perf_counter() - t, 1)
     fwd = res.get("node_raw_forward_ms_bf16", res.get("raw_forward_ms_bf16"))
-    if "transport_floor_ms" in res and fwd:
-        # the share of the forward that DDS alone takes, before the node does any work
-        res["transport_floor_share_of_forward"] = round(res["transport_floor_ms"] / fwd, 3)
+    if "transport_in_out_ms" in res and fwd:
+        # DDS alone, between otherwise idle processes, as a share of the forward: what the overhead
+        # target leaves for everything else (not a strict bound: wake-ups cost less on a busy CPU)
+        res["transport_share_of_forward"] = round(res["transport_in_out_ms"] / fwd, 3)
     res["total_s"] = round(time.perf_counter() - t_start, 1)
     res["loadavg_end"] = os.getloadavg()[0]
     args.out.write_text(json.dumps(res, indent=2) + "\n")
