@@ -48,7 +48,7 @@ from moadepth_core import depth_postprocess as post
 from moadepth_core.errors import DataError, MoadepthError
 from moadepth_core.inference import UNTRAINED_WARNING, DepthEstimator
 from moadepth_ros import messages, transport
-from moadepth_ros.diagnostics import FrameStats
+from moadepth_ros.diagnostics import FrameStats, TimingLog
 from moadepth_ros.node_config import BY_NAME, PARAMS, check_value
 
 NODE_NAME = "moadepth"
@@ -126,6 +126,7 @@ class _DepthNodeMixin:
         self._info_lock = threading.Lock()
         self._last_stamp: int | None = None
         self._io: list = []
+        self._timing_log: TimingLog | None = None
         self.last_answered_stamp_ns: int | None = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in PARAMS:
@@ -221,6 +222,9 @@ class _DepthNodeMixin:
         64 1.2 MB depth images with history 1 (Fast DDS overwrote samples still being repaired), none
         with 3; a best-effort reader still only ever gets the newest.
         """
+        if self._cfg["timing_log"]:
+            self._timing_log = TimingLog(self._cfg["timing_log"])
+            self.get_logger().info(f"timing log: one row per answered frame in {self._timing_log.path}")
         out_qos = QoSProfile(depth=3, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
         reliability = (ReliabilityPolicy.RELIABLE if self._cfg["sensor_qos"] == "reliable"
@@ -247,6 +251,9 @@ class _DepthNodeMixin:
         with self._info_lock:
             self._infos.clear()
         self._last_stamp = None
+        if self._timing_log is not None:
+            self._timing_log.close()
+            self._timing_log = None
 
     def _free_model(self) -> None:
         self._estimator = None
@@ -411,6 +418,8 @@ class _DepthNodeMixin:
             stages["points_out"] = time.monotonic() - t_conf
         self.last_answered_stamp_ns = frame.stamp_ns
         self.stats.output(time.monotonic() - frame.received, stages=stages)
+        if self._timing_log is not None:
+            self._timing_log.write(frame.stamp_ns, frame.received, t_depth, stages)
 
     # ----------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -444,10 +453,10 @@ class DepthNode(_DepthNodeMixin, Node):
         self._init_common()
         try:
             self._load_model()
+            self._create_io(self.create_publisher)
         except BaseException:
             self.destroy_node()
             raise
-        self._create_io(self.create_publisher)
         self._active = True
 
     def destroy_node(self) -> None:
@@ -467,11 +476,12 @@ class LifecycleDepthNode(_DepthNodeMixin, LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._load_model()
+            self._create_io(self.create_lifecycle_publisher)
         except MoadepthError as exc:
             self.get_logger().error(f"configure failed: {exc}")
+            self._destroy_io()
             self._free_model()
             return TransitionCallbackReturn.FAILURE
-        self._create_io(self.create_lifecycle_publisher)
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -6,12 +6,19 @@ Kept apart from the node so the windowing is testable without DDS; the node feed
 
 from __future__ import annotations
 
+import csv
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+from moadepth_core.errors import ConfigError
+
+#: The node's stages in pipeline order (``stage_<name>_p50_ms`` on /diagnostics, columns of the timing log).
+STAGES = ("wait", "preprocess", "forward", "postprocess", "depth_out", "confidence_out", "points_out")
 
 
 class FrameStats:
@@ -91,3 +98,50 @@ def _rate(times: list[float]) -> float:
         return 0.0
     span = times[-1] - times[0]
     return (len(times) - 1) / span if span > 0 else 0.0
+
+
+class TimingLog:
+    """One CSV row per answered frame (the node's ``timing_log`` parameter), for profiling.
+
+    /diagnostics gives medians per stage over a window; medians of parts do not add up to the
+    median of the whole, and a window can span two loads. A per-frame row can be joined with the
+    sender's own clock: ``received_s`` and ``depth_published_s`` are CLOCK_MONOTONIC
+    (``time.monotonic()``), shared by every process on the machine, so a camera or benchmark
+    that notes its publish time gets transport in and out per frame.
+    """
+
+    COLUMNS = ("stamp_ns", "received_s", "depth_published_s", *(f"{s}_ms" for s in STAGES))
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        try:
+            self._file = self.path.open("a", newline="", buffering=1)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the timing log {self.path}: {exc.strerror or exc}") from None
+        self._lock = threading.Lock()
+        self._csv = csv.writer(self._file)
+        if self._file.tell() == 0:
+            self._csv.writerow(self.COLUMNS)
+
+    def write(self, stamp_ns: int, received_s: float, depth_published_s: float, stages: dict[str, float]) -> None:
+        """``stages`` in seconds, as the node measures them; a stage that did not run stays empty."""
+        row = [stamp_ns, f"{received_s:.6f}", f"{depth_published_s:.6f}"]
+        row += [f"{stages[s] * 1000.0:.3f}" if s in stages else "" for s in STAGES]
+        with self._lock:
+            if not self._file.closed:
+                self._csv.writerow(row)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def read_timing_log(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a timing log as dicts of floats (``stamp_ns`` as int); empty stages are left out."""
+    rows = []
+    with Path(path).open(newline="") as f:
+        for rec in csv.DictReader(f):
+            row: dict[str, float] = {k: float(v) for k, v in rec.items() if v not in ("", None)}
+            row["stamp_ns"] = int(rec["stamp_ns"])
+            rows.append(row)
+    return rows

@@ -65,6 +65,8 @@ PARAMS: tuple[Param, ...] = (
     Param("force_inference", False, "run inference even when nobody subscribes to an output", dynamic=True),
     Param("camera_info_tolerance", 0.01, "max stamp difference (s) to pair an image with a CameraInfo; "
           "otherwise the latest CameraInfo is used", dynamic=True, low=0.0, high=10.0),
+    Param("timing_log", "", "path of a CSV file that gets one row per answered frame: stamp, receive and "
+          "publish times (CLOCK_MONOTONIC) and every stage in ms; empty: off (see docs/PERFORMANCE.md)"),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", low=0.05, high=60.0),
     Param("log_period", 5.0, "seconds between repeats of the same warning about bad input", dynamic=True,
           low=0.0, high=3600.0),

@@ -303,3 +303,37 @@ def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monk
         spin.close()
         node.destroy_node()
         client.destroy_node()
+
+
+def test_timing_log_has_one_row_per_answered_frame_on_the_shared_clock(running, tmp_path):
+    """The per-frame profile a user (or the benchmark) joins with their own publish times."""
+    import time
+
+    from moadepth_ros.diagnostics import STAGES, read_timing_log
+
+    log = tmp_path / "timing.csv"
+    node, client = running(timing_log=str(log))
+    sent = {}
+    for i in range(3):
+        stamp = (20 + i) * 10**9
+        sent[stamp] = time.monotonic()
+        _send(client, rgb_frame(H, W, seed=i), stamp, camera_K(H, W))
+        assert wait_for(lambda s=stamp: s in client.stamps("points"), 30.0)
+    node.wait_idle(10.0)
+    rows = read_timing_log(log)
+    assert [r["stamp_ns"] for r in rows] == sorted(sent) == client.stamps("depth")
+    for r in rows:
+        # the node's receive time is after the client's publish, on the same clock, and depth follows
+        assert sent[r["stamp_ns"]] <= r["received_s"] <= r["depth_published_s"] <= time.monotonic()
+        assert all(r[f"{s}_ms"] >= 0 for s in STAGES) and r["forward_ms"] > 0
+        inside = sum(r[f"{s}_ms"] for s in STAGES[:5]) / 1000.0  # callback -> depth published
+        assert abs((r["depth_published_s"] - r["received_s"]) - inside) < 0.005
+
+
+def test_timing_log_that_cannot_be_written_is_one_sentence(ros, tmp_path):
+    from moadepth_core.errors import ConfigError
+
+    bad = tmp_path / "no" / "such" / "folder" / "t.csv"
+    with pytest.raises(ConfigError, match=r"cannot write the timing log .*t\.csv: No such file"):
+        DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
+                                       Parameter("device", value="cpu"), Parameter("timing_log", value=str(bad))])
