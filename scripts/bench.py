@@ -18,7 +18,9 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
   transport  DDS transport alone: publish -> callback between two rclpy processes for the node's
            input (640x480 rgb8) and output (640x480 32FC1) and a tiny message, nothing else running
   node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, bf16; output rate,
-           latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS
+           latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS, and each
+           frame's latency split (transport in, node stages, transport out) by joining the node's
+           ``timing_log`` rows with this process's publish/receive times (both CLOCK_MONOTONIC)
   soak     (--soak only) issue 7: 2,000 frames at max rate through the node; RSS growth after
            warm-up, last frame answered, counts
 """
@@ -387,8 +389,12 @@ class NodeRun:
         exe = ROOT / ".venv" / "bin" / "depth_node"
         if not exe.exists():
             exe = Path(sys.executable).parent / "depth_node"
+        fd, timing_log = tempfile.mkstemp(prefix="moadepth-bench-timing-", suffix=".csv")
+        os.close(fd)
+        self.timing_log = Path(timing_log)
         params = {"checkpoint": str(checkpoint), "precision": precision, "device": "cpu",
-                  "publish_points": "true", "points_rgb": "true", **(extra_params or {})}
+                  "publish_points": "true", "points_rgb": "true", "timing_log": str(self.timing_log),
+                  **(extra_params or {})}
         cmd = [str(exe), "--ros-args", "-r", f"__ns:={self.ns}"]
         for k, v in params.items():
             cmd += ["-p", f"{k}:={v}"]
@@ -404,14 +410,11 @@ class NodeRun:
         self.img_pub = self.node.create_publisher(Image, f"{self.ns}/image", qos)
         self.info_pub = self.node.create_publisher(CameraInfo, f"{self.ns}/camera_info", qos)
         self.lock = threading.Lock()
-        self.sent: dict[int, float] = {}  # stamp ns -> publish time (perf_counter)
+        self.sent: dict[int, float] = {}  # stamp ns -> publish time (time.monotonic, as the node's timing log)
         self.depth_rx: list[tuple[int, float]] = []  # (stamp ns, receive time)
         self.points_rx = 0
         self.node.create_subscription(Image, f"{self.ns}/depth/image", self._on_depth, qos)
         self.node.create_subscription(PointCloud2, f"{self.ns}/points", self._on_points, qos)
-        from diagnostic_msgs.msg import DiagnosticArray
-        self.diag: dict[str, str] = {}  # the node's own last /diagnostics values (latency inside the node)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.spin = threading.Thread(target=self.executor.spin, daemon=True)
@@ -424,29 +427,35 @@ class NodeRun:
         self.seq = 0
 
     def _on_depth(self, msg) -> None:
-        t = time.perf_counter()
+        t = time.monotonic()
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self.lock:
             self.depth_rx.append((stamp, t))
 
-    def _on_diag(self, msg) -> None:
-        for st in msg.status:
-            values = {kv.key: kv.value for kv in st.values}
-            if "latency_p50_ms" in values and values.get("checkpoint", "").endswith("bench-random.pt"):
-                with self.lock:
-                    self.diag = values
+    def frame_split(self, skip_s: float = 0.0) -> dict[str, list[float]]:
+        """Per answered frame of the current drive (after ``skip_s``), milliseconds from publish to
+        depth received, split by the node's timing log: transport in, the node's stages up to the
+        depth message, transport out. Both processes stamp CLOCK_MONOTONIC, so the parts add up."""
+        from moadepth_ros.diagnostics import read_timing_log
 
-    def node_internal(self) -> dict[str, float]:
-        """The node's own latency (image callback -> all outputs published) from its /diagnostics."""
-        with self.lock:
-            d = dict(self.diag)
         try:
-            out = {"p50": float(d["latency_p50_ms"]), "p95": float(d["latency_p95_ms"])}
-        except (KeyError, ValueError):
+            rows = {r["stamp_ns"]: r for r in read_timing_log(self.timing_log)}
+        except (OSError, KeyError, ValueError):
             return {}
-        out["stages"] = {k[len("stage_"):-len("_p50_ms")]: round(float(v), 1) for k, v in d.items()
-                         if k.startswith("stage_") and k.endswith("_p50_ms")}
-        return out
+        with self.lock:
+            t0 = min(self.sent.values(), default=0.0)
+            pairs = [(s, t) for s, t in self.depth_rx if s in self.sent and s in rows and self.sent[s] - t0 >= skip_s]
+            sent = dict(self.sent)
+        split: dict[str, list[float]] = {k: [] for k in ("latency", "transport_in", "wait", "preprocess", "forward",
+                                                         "postprocess", "depth_out", "transport_out")}
+        for stamp, rx in pairs:
+            row = rows[stamp]
+            split["latency"].append((rx - sent[stamp]) * 1e3)
+            split["transport_in"].append((row["received_s"] - sent[stamp]) * 1e3)
+            for k in ("wait", "preprocess", "forward", "postprocess", "depth_out"):
+                split[k].append(row[f"{k}_ms"])
+            split["transport_out"].append((rx - row["depth_published_s"]) * 1e3)
+        return split
 
     def _on_points(self, msg) -> None:
         with self.lock:
@@ -479,7 +488,7 @@ class NodeRun:
         self.img.header.stamp.sec, self.img.header.stamp.nanosec = divmod(now, 1_000_000_000)
         self.info.header.stamp = self.img.header.stamp
         with self.lock:
-            self.sent[now] = time.perf_counter()
+            self.sent[now] = time.monotonic()
         self.info_pub.publish(self.info)
         self.img_pub.publish(self.img)
         return now
@@ -568,6 +577,7 @@ class NodeRun:
         self.executor.shutdown()
         self.node.destroy_node()
         self.log.close()
+        self.timing_log.unlink(missing_ok=True)
 
     def log_tail(self, n: int = 15) -> str:
         try:
@@ -617,11 +627,7 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
         with run.lock:
             answered, points = len(run.depth_rx), run.points_rx
         hz = (len(rx) - 1) / (rx[-1] - rx[0]) if len(rx) > 2 else 0.0
-        internal = run.node_internal()  # the last 5 s window of the 30 Hz run
-        if internal:
-            r["node_internal_latency_p50_ms"] = round(internal["p50"], 1)
-            r["node_internal_latency_p95_ms"] = round(internal["p95"], 1)
-            details["node_stages_p50_ms"] = internal["stages"]
+        split = run.frame_split(skip_s=2.0)
         r["node_output_hz"] = round(hz, 2)
         r["node_latency_p50_ms"] = round(pct(lat, 50), 1)
         r["node_latency_p95_ms"] = round(pct(lat, 95), 1)
@@ -632,10 +638,15 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
         run.drive(paced_hz, duration_s=min(10.0, duration_s))
         time.sleep(1.0)
         lat_p, _ = run.latencies(skip_s=1.0)
-        internal = run.node_internal()  # paced: no frame waits for another inside the node
-        if internal:
-            r["node_internal_latency_p50_ms_paced"] = round(internal["p50"], 1)
-            details["node_stages_p50_ms_paced"] = internal["stages"]
+        split_p = run.frame_split(skip_s=1.0)
+        for key, sp in (("", split), ("_paced", split_p)):
+            if sp.get("latency"):
+                # the issue's "everything but the network forward" per frame, against that frame's forward
+                share = [(lat - fw) / fw for lat, fw in zip(sp["latency"], sp["forward"], strict=True) if fw > 0]
+                r["node_nonforward_share" + key] = round(pct(share, 50), 3)
+                r["node_forward_ms" + key] = round(pct(sp["forward"], 50), 1)
+                details["node_frame_split_p50_ms" + key] = {k: round(pct(v, 50), 2) for k, v in sp.items()}
+                details["node_frame_split_frames" + key] = len(sp["latency"])
         r["node_latency_p50_ms_paced"] = round(pct(lat_p, 50), 1)
         r["node_paced_input_hz"] = round(paced_hz, 1)
         run.sample_rss()
@@ -644,7 +655,7 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
               f"{hz:.1f} Hz out, latency p50 {r['node_latency_p50_ms']} ms p95 {r['node_latency_p95_ms']} ms; "
               f"paced {paced_hz:.1f} Hz p50 {r['node_latency_p50_ms_paced']} ms; "
               f"peak RSS {r['node_peak_rss_mb']} MB", flush=True)
-        for key in ("node_stages_p50_ms", "node_stages_p50_ms_paced"):
+        for key in ("node_frame_split_p50_ms", "node_frame_split_p50_ms_paced"):
             if details.get(key):
                 print(f"  {key}: " + ", ".join(f"{k} {v} ms" for k, v in details[key].items()), flush=True)
     finally:
@@ -657,11 +668,6 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
         if "node_latency_p50_ms" in r:
             r["node_overhead_ratio"] = round(r["node_latency_p50_ms"] / fwd, 2)
             r["node_overhead_ratio_paced"] = round(r["node_latency_p50_ms_paced"] / fwd, 2)
-        if "node_internal_latency_p50_ms" in r:
-            # inside the node only (image callback -> every output published): no DDS transport in or out
-            r["node_internal_overhead_ratio"] = round(r["node_internal_latency_p50_ms"] / fwd, 2)
-        if "node_internal_latency_p50_ms_paced" in r:
-            r["node_internal_overhead_ratio_paced"] = round(r["node_internal_latency_p50_ms_paced"] / fwd, 2)
         res.update({k + suffix: v for k, v in r.items()})
         res["details"].update({k + suffix: v for k, v in details.items()})
 
@@ -721,6 +727,8 @@ TARGETS = [
     ("node_output_hz_torch_compile", ">=", 10.0, "same, backend torch_compile (Hz)"),
     ("node_overhead_ratio", "<=", 1.15, "node latency / raw forward"),
     ("node_overhead_ratio_torch_compile", "<=", 1.15, "same, backend torch_compile"),
+    ("node_nonforward_share", "<=", 0.15, "per frame: (latency - forward) / forward"),
+    ("node_nonforward_share_torch_compile", "<=", 0.15, "same, backend torch_compile"),
     ("speed_ratio_vs_da2_small", ">=", 5.0, "DA2-Small 518² ms / ours fp32 ms"),
     ("pack_speedup_vs_pointcloud2", ">=", 1.0, "pointcloud2 lib ms / ours ms"),
 ]
@@ -738,10 +746,9 @@ def print_table(res: dict) -> None:
         ("node_latency_p95_ms", "node latency p95", "ms"),
         ("node_overhead_ratio", "node latency p50 / raw forward", "x"),
         ("node_latency_p50_ms_paced", "node latency p50 at a paced input (no queueing)", "ms"),
-        ("node_internal_latency_p50_ms", "inside the node: callback -> all outputs published, p50", "ms"),
-        ("node_internal_overhead_ratio", "inside-the-node latency / raw forward", "x"),
-        ("node_internal_latency_p50_ms_paced", "inside the node at a paced input, p50", "ms"),
-        ("node_internal_overhead_ratio_paced", "inside-the-node latency (paced) / raw forward", "x"),
+        ("node_forward_ms", "the node's own forward per frame, p50 (timing log)", "ms"),
+        ("node_nonforward_share", "per frame: (latency - its forward) / its forward, p50", "x"),
+        ("node_nonforward_share_paced", "same at a paced input", "x"),
         ("node_overhead_ratio_paced", "paced node latency p50 / raw forward", "x"),
         ("node_peak_rss_mb", "depth_node peak RSS", "MB"),
         ("transport_tiny_ms", "DDS alone (idle processes): tiny message, publish -> callback p50", "ms"),
@@ -757,6 +764,8 @@ def print_table(res: dict) -> None:
         ("node_overhead_ratio_torch_compile", "torch_compile: node latency p50 / raw forward", "x"),
         ("node_latency_p50_ms_paced_torch_compile", "torch_compile: node latency p50, paced", "ms"),
         ("node_overhead_ratio_paced_torch_compile", "torch_compile: paced latency / raw forward", "x"),
+        ("node_nonforward_share_torch_compile", "torch_compile: per frame (latency - forward) / forward", "x"),
+        ("node_nonforward_share_paced_torch_compile", "torch_compile: same at a paced input", "x"),
         ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
         ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
         ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),
