@@ -46,3 +46,19 @@ def test_a_stage_missing_from_some_frames_is_the_median_of_those_that_had_it():
     s = st.summary(now=1.2)
     assert s["stage_points_out_p50_ms"] == pytest.approx(6.0)
     assert s["stage_inference_p50_ms"] == pytest.approx(45.0)
+
+
+def test_timing_log_appends_rows_under_one_header(tmp_path):
+    from moadepth_ros.diagnostics import STAGES, TimingLog, read_timing_log
+
+    path = tmp_path / "t.csv"
+    for run in range(2):  # a restarted node appends to the same file
+        log = TimingLog(path)
+        log.write(10 + run, 1.5, 1.6, {"wait": 0.001, "forward": 0.030, "depth_out": 0.002})
+        log.close()
+    assert path.read_text().count("stamp_ns") == 1
+    rows = read_timing_log(path)
+    assert [r["stamp_ns"] for r in rows] == [10, 11]
+    assert rows[0]["forward_ms"] == 30.0 and rows[0]["wait_ms"] == 1.0 and rows[0]["depth_published_s"] == 1.6
+    assert "points_out_ms" not in rows[0]  # a stage that did not run stays empty
+    assert TimingLog.COLUMNS[3:] == tuple(f"{s}_ms" for s in STAGES)
