@@ -436,7 +436,9 @@ class NodeRun:
         """Per answered frame of the current drive (after ``skip_s``), milliseconds from publish to
         depth received, split by the node's timing log: transport in, the node's stages up to the
         depth message, transport out. Both processes stamp CLOCK_MONOTONIC, so the parts add up."""
-        from moadepth_ros.diagnostics import read_timing_log
+        from moadepth_ros.diagnostics import STAGES, read_timing_log
+
+        to_depth = STAGES[: STAGES.index("depth_out") + 1]  # the stages inside the depth latency
 
         try:
             rows = {r["stamp_ns"]: r for r in read_timing_log(self.timing_log)}
@@ -446,13 +448,12 @@ class NodeRun:
             t0 = min(self.sent.values(), default=0.0)
             pairs = [(s, t) for s, t in self.depth_rx if s in self.sent and s in rows and self.sent[s] - t0 >= skip_s]
             sent = dict(self.sent)
-        split: dict[str, list[float]] = {k: [] for k in ("latency", "transport_in", "wait", "preprocess", "forward",
-                                                         "postprocess", "depth_out", "transport_out")}
+        split: dict[str, list[float]] = {k: [] for k in ("latency", "transport_in", *to_depth, "transport_out")}
         for stamp, rx in pairs:
             row = rows[stamp]
             split["latency"].append((rx - sent[stamp]) * 1e3)
             split["transport_in"].append((row["received_s"] - sent[stamp]) * 1e3)
-            for k in ("wait", "preprocess", "forward", "postprocess", "depth_out"):
+            for k in to_depth:
                 split[k].append(row[f"{k}_ms"])
             split["transport_out"].append((rx - row["depth_published_s"]) * 1e3)
         return split

@@ -267,6 +267,7 @@ def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monk
     import threading
 
     from moadepth_ros import depth_node as dn
+    from moadepth_ros.diagnostics import STAGES
 
     threads: dict[str, set[int]] = {"build": set(), "predict": set()}
 
@@ -293,9 +294,7 @@ def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monk
         assert threading.get_ident() not in threads["build"]
         s = node.stats.summary()
         stages = {k: v for k, v in s.items() if k.startswith("stage_")}
-        assert set(stages) == {f"stage_{k}_p50_ms" for k in
-                               ("wait", "preprocess", "forward", "postprocess", "depth_out", "confidence_out",
-                                "points_out")}
+        assert set(stages) == {f"stage_{k}_p50_ms" for k in STAGES}
         assert all(v >= 0 for v in stages.values()) and stages["stage_forward_p50_ms"] > 0
         total = sum(stages.values())  # one frame: its stages are the whole callback -> published span
         assert s["latency_p50_ms"] - 5.0 <= total <= s["latency_p50_ms"] + 1e-6
