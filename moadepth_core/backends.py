@@ -170,8 +170,12 @@ class CompiledTorchBackend:
                               f"got a batch of shape {tuple(batch.shape)}")
         import torch._inductor.config as inductor_config
 
+        # Every batch, the build-time one included, as a fresh contiguous inference tensor: a frame
+        # converted from HWC has channels-last strides, and a tensor made outside inference mode
+        # another dispatch key set; either failed Dynamo's guards and recompiled the graph (~40 s
+        # on 2 cores) on the first real frame. The copy is 150k values.
         with inductor_config.patch(freezing=True), torch.inference_mode():
-            depth, unc = self._fn(batch)
+            depth, unc = self._fn(batch.clone(memory_format=torch.contiguous_format))
         return {"depth": depth, "uncertainty": unc}
 
 
