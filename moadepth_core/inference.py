@@ -1,7 +1,10 @@
 """DepthEstimator: an RGB array in, metric depth (and confidence) out.
 
 Device and precision are arguments, never globals. bf16 on CPU means bf16
-*weights* (measured faster here than autocast); fp16 is CUDA-only.
+*weights* (measured faster than autocast); fp16 is CUDA-only. Precision ``auto``
+picks bf16 only where the hardware runs it natively: on a CPU without
+AVX512-BF16 or AMX, oneDNN emulates bf16 and the forward is about twice as slow
+as fp32 (docs/PERFORMANCE.md, round four).
 """
 
 from __future__ import annotations
@@ -48,9 +51,33 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX-BF16)."""
+    try:
+        caps = torch.cpu.get_capabilities()
+    except (AttributeError, RuntimeError):  # older torch, or a CPU it cannot query
+        return False
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+def choose_precision(precision: str, device: torch.device, backend: str = "torch") -> str:
+    """The concrete precision for ``auto`` (others pass through): the fastest this hardware runs natively.
+
+    CUDA: bf16 where the GPU supports it, else fp16. CPU: bf16 with AVX512-BF16/AMX, else fp32.
+    Backend onnxruntime runs fp32 only.
+    """
+    if precision != "auto":
+        return precision
+    if backend == "onnxruntime":
+        return "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision not in _DTYPES:
-        raise DeviceError(f"unknown precision '{precision}' (use fp32, bf16 or fp16)")
+        raise DeviceError(f"unknown precision '{precision}' (use auto, fp32, bf16 or fp16)")
     if precision == "fp16" and device.type != "cuda":
         raise DeviceError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
     return _DTYPES[precision]
@@ -85,14 +112,17 @@ class DepthEstimator:
     """Loads a checkpoint once and turns RGB frames into metric depth."""
 
     def __init__(self, checkpoint: str | Path | None, *, allow_untrained: bool = False, device: str = "auto",
-                 precision: Literal["fp32", "bf16", "fp16"] = "fp32", input_size: tuple[int, int] | None = None,
+                 precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32", input_size: tuple[int, int] | None = None,
                  model_config: ModelConfig | None = None, pretrained: str | None = None,
                  model: MoADepthCLIP | None = None,
                  backend: Literal["torch", "torch_compile", "onnxruntime"] = "torch") -> None:
         self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
-        self.precision = precision
-        check_backend(backend, self.device, precision)
+        self.precision = choose_precision(precision, self.device, backend)
+        self.dtype = resolve_precision(self.precision, self.device)
+        check_backend(backend, self.device, self.precision)
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning("precision bf16 on this CPU (no AVX512-BF16 or AMX) is emulated and slower than fp32; "
+                        "use precision auto or fp32")
         self.backend = backend
         self.checkpoint_path = str(checkpoint) if checkpoint else None
         self.train_focal_px: float | None = None

@@ -44,7 +44,8 @@ PARAMS: tuple[Param, ...] = (
     Param("checkpoint", "", "path of a moadepth checkpoint (.pt); empty means untrained"),
     Param("allow_untrained", False, "run without a checkpoint (random weights: meaningless depth, testing only)"),
     Param("device", "auto", "inference device: auto picks cuda when available", choices=("auto", "cpu", "cuda")),
-    Param("precision", "fp32", "weight precision (fp16 needs cuda)", choices=("fp32", "bf16", "fp16")),
+    Param("precision", "auto", "weight precision; auto: bf16 where the hardware runs it natively, else fp32 "
+          "(fp16 needs cuda)", choices=("auto", "fp32", "bf16", "fp16")),
     Param("backend", "torch", "inference runtime: torch; torch_compile (fastest, needs a C++ compiler, "
           "compiles ~30-50 s at start); onnxruntime (CPU, fp32); see docs/PERFORMANCE.md",
           choices=("torch", "torch_compile", "onnxruntime")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import torch
 
 from moadepth_core.checkpoint import load_checkpoint, save_checkpoint
 from moadepth_core.errors import CheckpointError, DeviceError, UntrainedError
-from moadepth_core.inference import DepthEstimator
+from moadepth_core.inference import DepthEstimator, choose_precision, cpu_has_native_bf16
 from model_cache import fresh_model
 
 SIZE = [64, 96]
@@ -120,6 +121,33 @@ def test_estimator_device_and_precision_errors(trained):
             DepthEstimator(path, device="cuda")
         with pytest.raises(DeviceError, match="fp16 needs a CUDA"):
             DepthEstimator(path, device="cpu", precision="fp16")
+
+
+@pytest.mark.parametrize(("caps", "cpu_auto"), [({"avx512_bf16": True}, "bf16"), ({"amx_bf16": True}, "bf16"),
+                                                ({"avx512_bf16": False, "avx512_f": True}, "fp32")])
+def test_auto_precision_is_bf16_only_on_cpus_that_run_it_natively(monkeypatch, caps, cpu_auto):
+    # Emulated bf16 measured ~2x slower than fp32 on an AVX-512 Xeon without AVX512-BF16 (PERFORMANCE.md).
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    cpu = torch.device("cpu")
+    assert choose_precision("auto", cpu) == cpu_auto
+    assert choose_precision("auto", cpu, backend="onnxruntime") == "fp32"  # ORT runs fp32 only
+    assert choose_precision("auto", cpu, backend="torch_compile") == cpu_auto
+    for explicit in ("fp32", "bf16", "fp16"):
+        assert choose_precision(explicit, cpu) == explicit
+
+
+def test_estimator_auto_precision_runs_what_it_reports(trained, monkeypatch, caplog):
+    model, path = trained
+    est = DepthEstimator(path, device="cpu", precision="auto")
+    assert est.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert {p.dtype for p in est.model.parameters()} == {est.dtype}
+    # explicit bf16 where it would be emulated: allowed, with one warning that names the way out
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": False})
+    with caplog.at_level(logging.WARNING, logger="moadepth"):
+        assert DepthEstimator(path, device="cpu", precision="bf16").precision == "bf16"
+    assert any("emulated" in r.getMessage() and "precision auto or fp32" in r.getMessage() for r in caplog.records)
+    with pytest.raises(DeviceError, match="unknown precision 'fp8'.*auto"):
+        DepthEstimator(path, device="cpu", precision="fp8")
 
 
 def test_summary_json_reports_paper_sized_adapters():

@@ -22,6 +22,7 @@ from depth_node_harness import (
 from moadepth_core import geometry
 from moadepth_core.errors import DeviceError, UntrainedError
 from moadepth_ros import messages
+from moadepth_core.inference import cpu_has_native_bf16
 from moadepth_ros.depth_node import DepthNode, LifecycleDepthNode
 
 pytestmark = pytest.mark.slow
@@ -201,6 +202,9 @@ def test_untrained_refused_then_allowed_with_error_diagnostics(ros):
         keys = {kv.key for kv in st.values}
         assert {"input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "dropped", "device",
                 "precision", "checkpoint"} <= keys
+        # the default precision auto is reported as what runs on this hardware, never as "auto"
+        precision = next(kv.value for kv in st.values if kv.key == "precision")
+        assert precision == ("bf16" if cpu_has_native_bf16() else "fp32") == node._estimator.precision
     finally:
         spin.close()
         node.destroy_node()
