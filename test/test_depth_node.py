@@ -21,8 +21,8 @@ from depth_node_harness import (
 )
 from moadepth_core import geometry
 from moadepth_core.errors import DeviceError, UntrainedError
-from moadepth_ros import messages
 from moadepth_core.inference import cpu_has_native_bf16
+from moadepth_ros import messages
 from moadepth_ros.depth_node import DepthNode, LifecycleDepthNode
 
 pytestmark = pytest.mark.slow
