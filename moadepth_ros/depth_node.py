@@ -202,9 +202,13 @@ class _DepthNodeMixin:
         if c["backend"] == "torch_compile":
             self.get_logger().info("backend torch_compile: compiling the network before the first frame "
                                    "(~30-50 s on 2 cores; Inductor caches kernels on disk for later starts)")
+        if bool(c["input_height"]) != bool(c["input_width"]):
+            raise DataError(f"input_height {c['input_height']} and input_width {c['input_width']}: set both "
+                            f"(multiples of 32) or leave both 0 for the checkpoint's training size")
+        input_size = (c["input_height"], c["input_width"]) if c["input_height"] else None
         self._estimator = self._on_worker(lambda: DepthEstimator(
             c["checkpoint"] or None, allow_untrained=c["allow_untrained"], device=c["device"],
-            precision=c["precision"], backend=c["backend"]))
+            precision=c["precision"], backend=c["backend"], input_size=input_size))
         est = self._estimator
         if est.untrained:
             self.get_logger().error(UNTRAINED_WARNING)

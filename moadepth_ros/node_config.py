@@ -36,7 +36,8 @@ class Param:
             d.floating_point_range = [FloatingPointRange(from_value=float(self.low), to_value=float(self.high),
                                                          step=float(self.step))]
         elif self.low is not None and isinstance(self.default, int) and not isinstance(self.default, bool):
-            d.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high), step=1)]
+            d.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high),
+                                            step=int(self.step) or 1)]
         return d
 
 
@@ -49,6 +50,11 @@ PARAMS: tuple[Param, ...] = (
     Param("backend", "torch", "inference runtime: torch; torch_compile (fastest, needs a C++ compiler, "
           "compiles ~30-50 s at start); onnxruntime (CPU, fp32); see docs/PERFORMANCE.md",
           choices=("torch", "torch_compile", "onnxruntime")),
+    Param("input_height", 0, "network input height in pixels, a multiple of 32; 0 (with input_width 0): the "
+          "checkpoint's training size. Smaller runs faster and sees less detail (docs/PERFORMANCE.md)",
+          low=0, high=2048, step=32),
+    Param("input_width", 0, "network input width in pixels, a multiple of 32; 0: the checkpoint's training size",
+          low=0, high=2048, step=32),
     Param("min_depth", 0.1, "depths below this (m) become NaN", dynamic=True, low=0.0, high=1000.0),
     Param("max_depth", 10.0, "depths above this (m) become NaN", dynamic=True, low=0.01, high=1000.0),
     Param("publish_points", True, "publish the organised point cloud on 'points'", dynamic=True),

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rclpy.exceptions import ParameterException
 from rclpy.parameter import Parameter
 
 from depth_node_harness import (
     MODEL_HW,
+    TRAIN_FOCAL_PX,
     Client,
     Spinner,
     camera_K,
@@ -20,7 +22,7 @@ from depth_node_harness import (
     wait_for,
 )
 from moadepth_core import geometry
-from moadepth_core.errors import DeviceError, UntrainedError
+from moadepth_core.errors import DataError, DeviceError, UntrainedError
 from moadepth_core.inference import cpu_has_native_bf16
 from moadepth_ros import messages
 from moadepth_ros.depth_node import DepthNode, LifecycleDepthNode
@@ -135,6 +137,29 @@ def test_runtime_parameters_model_output_and_rejections(running):
     assert wait_for(lambda: 2 * 10**9 in client.stamps("depth"), 30.0)
     assert np.isnan(messages.image_to_numpy(client.got("depth")[-1])).all()
     assert node.wait_idle(5.0) and len(client.got("points")) == n_points
+
+
+def test_smaller_network_input_size_runs_and_reports_at_that_size(running):
+    """input_height/width trade detail for speed: the network runs at 32x64 instead of the checkpoint's
+    64x96; output_size model publishes depth and intrinsics at that size, points agree with them."""
+    node, client = running(output_size="model", input_height=32, input_width=64)
+    assert node._estimator.model_size == (32, 64)
+    K = camera_K(H, W)
+    _send(client, rgb_frame(H, W), 10**9, K)
+    assert wait_for(lambda: client.got("points") and client.got("info") and client.got("depth"), 30.0)
+    info, cloud, depth = client.got("info")[-1], client.got("points")[-1], client.got("depth")[-1]
+    assert (depth.height, depth.width) == (info.height, info.width) == (cloud.height, cloud.width) == (32, 64)
+    np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), geometry.scale_intrinsics(K, (H, W), (32, 64)))
+    # the training focal follows the resize, so focal scaling gives the same factor as at 64x96
+    assert node._estimator.train_focal_px == pytest.approx(TRAIN_FOCAL_PX * 64 / MODEL_HW[1])
+
+
+@pytest.mark.parametrize(("h", "w", "error"), [(32, 0, DataError), (48, 64, ParameterException)])
+def test_bad_input_size_is_refused_in_one_sentence(ros, h, w, error):
+    # one set alone: our sentence; not a multiple of 32: the declared range (step 32) refuses it
+    with pytest.raises(error, match="set both" if error is DataError else "input_height"):
+        DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
+                                       Parameter("input_height", value=h), Parameter("input_width", value=w)])
 
 
 def test_latest_frame_only_under_a_burst(running):
