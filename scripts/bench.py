@@ -9,7 +9,7 @@ downloaded here, and speed does not depend on the values).
 Stages (each bounded; the whole default suite stays well under 10 minutes):
   forward  network forward, batch 1: torch fp32 / bf16 and ONNX Runtime fp32 at 224x224 and a
            4:3 size, raw (model-size tensor) and through DepthEstimator from a 640x480 frame;
-           CUDA fp16/bf16 when a GPU is present
+           torch_compile at the node's precision (224x224); CUDA fp16/bf16 when a GPU is present
   pack     image/depth conversions and depth -> points -> filled rclpy PointCloud2, ours vs the
            ``pointcloud2`` PyPI package
   train    training throughput (images/s), batch 8 at 224x224, CPU (and CUDA when present)
@@ -17,7 +17,9 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
            518x686 (640x480-equivalent), fp32, same threads
   transport  DDS transport alone: publish -> callback between two rclpy processes for the node's
            input (640x480 rgb8) and output (640x480 32FC1) and a tiny message, nothing else running
-  node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, bf16; output rate,
+  node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, at --node-precision
+           (default auto, the node's default: bf16 where the CPU has AVX512-BF16/AMX, else fp32);
+           stages node (backend torch), node_compiled (torch_compile), node_onnxruntime; output rate,
            latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS, and each
            frame's latency split (transport in, node stages, transport out) by joining the node's
            ``timing_log`` rows with this process's publish/receive times (both CLOCK_MONOTONIC)
@@ -57,6 +59,8 @@ transport.use_large_data_profile()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from moadepth_core.inference import choose_precision, cpu_has_native_bf16  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -120,8 +124,8 @@ def stage_forward(res: dict, repeat: int) -> None:
     for name, size in SIZES.items():
         base = build_random_model(size)
         runs = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
-        if name == "224x224":  # one compile costs ~30-50 s here: the node's size only
-            runs.append(("torch_compile", "bf16"))
+        if name == "224x224":  # one compile costs ~30-60 s here: the node's size and precision only
+            runs.append(("torch_compile", res["node_precision"]))
         for backend, prec in runs:
             est = DepthEstimator(None, model=copy.deepcopy(base), device="cpu", precision=prec, backend=backend)
             x = est.preprocess(rgb)
@@ -147,7 +151,8 @@ def stage_forward(res: dict, repeat: int) -> None:
     res["forward_ms_bf16"] = d["cpu_torch_bf16_224x224"]["predict_640x480"]
     res["forward_ms_fp32_onnxruntime"] = d["cpu_onnxruntime_fp32_224x224"]["predict_640x480"]
     res["raw_forward_ms_bf16"] = d["cpu_torch_bf16_224x224"]["raw"]
-    res["forward_ms_bf16_torch_compile"] = d["cpu_torch_compile_bf16_224x224"]["predict_640x480"]
+    res[f"forward_ms_{res['node_precision']}_torch_compile"] = \
+        d[f"cpu_torch_compile_{res['node_precision']}_224x224"]["predict_640x480"]
     res["raw_forward_ms_fp32"] = d["cpu_torch_fp32_224x224"]["raw"]
 
 
@@ -600,21 +605,25 @@ def pct(values: list[float], q: float) -> float:
 
 
 def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend: str = "torch") -> None:
-    """depth_node end to end; keys get a ``_<backend>`` suffix for backends other than torch."""
+    """depth_node end to end at ``res["node_precision"]`` (fp32 for onnxruntime); keys get a
+    ``_<backend>`` suffix for backends other than torch."""
     from moadepth_core.inference import DepthEstimator
 
     suffix = "" if backend == "torch" else f"_{backend}"
     ckpt = make_checkpoint(tmp)
-    # The overhead ratio's denominator: the raw bf16 forward of the same checkpoint, same threads,
+    # The overhead ratio's denominator: the raw forward of the same checkpoint, same threads, precision,
     # same backend, timed just before the node starts and again just after it stops, averaged
     # (this shared machine drifts by ±15 % within minutes). The estimator stays idle meanwhile.
-    est = DepthEstimator(ckpt, device="cpu", precision="bf16", backend=backend)
+    precision = "fp32" if backend == "onnxruntime" else res["node_precision"]
+    size = res.get("node_input_size")
+    est = DepthEstimator(ckpt, device="cpu", precision=precision, backend=backend, input_size=size)
     x = est.preprocess(test_frame())
     fwd_before = timed(lambda est=est, x=x: est.forward(x), 15, warmup=3)
     fwd = fwd_before
     r: dict = {}
     details: dict = {}
-    run = NodeRun(ckpt, "bf16", {"backend": backend})
+    run = NodeRun(ckpt, precision, {"backend": backend, **({"input_height": str(size[0]), "input_width": str(size[1])}
+                                                          if size else {})})
     try:
         if not run.wait_ready(180):
             print("  node: no depth came back within 180 s; node log:\n" + run.log_tail())
@@ -663,7 +672,7 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
         run.close()
         fwd_after = timed(lambda est=est, x=x: est.forward(x), 15, warmup=3)
         fwd = (fwd_before + fwd_after) / 2
-        r["node_raw_forward_ms_bf16"] = round(fwd, 2)
+        r["node_raw_forward_ms"] = round(fwd, 2)
         details["node_raw_forward_ms_before_after"] = [round(fwd_before, 2), round(fwd_after, 2)]
         # overhead vs the raw network forward measured in this run (same threads, precision, backend)
         if "node_latency_p50_ms" in r:
@@ -677,7 +686,7 @@ def stage_soak(res: dict, tmp: Path, frames: int, warmup_frames: int) -> None:
     """Issue 7: frames at the node's max rate (closed loop); RSS growth after warm-up < 5 %,
     last frame answered, counts add up (sent = answered + dropped, no duplicate or unknown stamps)."""
     ckpt = make_checkpoint(tmp)
-    run = NodeRun(ckpt, "bf16")
+    run = NodeRun(ckpt, res["node_precision"])
     try:
         if not run.wait_ready(120):
             print("  soak: node gave no output; log:\n" + run.log_tail())
@@ -723,13 +732,16 @@ def stage_soak(res: dict, tmp: Path, frames: int, warmup_frames: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-TARGETS = [
-    ("node_output_hz", ">=", 10.0, "depth_node 640x480, points, bf16 (Hz)"),
+TARGETS = [  # {prec}: the node runs' precision
+    ("node_output_hz", ">=", 10.0, "depth_node 640x480, points, {prec} (Hz)"),
     ("node_output_hz_torch_compile", ">=", 10.0, "same, backend torch_compile (Hz)"),
+    ("node_output_hz_onnxruntime", ">=", 10.0, "same, backend onnxruntime fp32 (Hz)"),
     ("node_overhead_ratio", "<=", 1.15, "node latency / raw forward"),
     ("node_overhead_ratio_torch_compile", "<=", 1.15, "same, backend torch_compile"),
+    ("node_overhead_ratio_onnxruntime", "<=", 1.15, "same, backend onnxruntime"),
     ("node_nonforward_share", "<=", 0.15, "per frame: (latency - forward) / forward"),
     ("node_nonforward_share_torch_compile", "<=", 0.15, "same, backend torch_compile"),
+    ("node_nonforward_share_onnxruntime", "<=", 0.15, "same, backend onnxruntime"),
     ("speed_ratio_vs_da2_small", ">=", 5.0, "DA2-Small 518² ms / ours fp32 ms"),
     ("pack_speedup_vs_pointcloud2", ">=", 1.0, "pointcloud2 lib ms / ours ms"),
 ]
@@ -741,8 +753,8 @@ def print_table(res: dict) -> None:
         ("forward_ms_fp32_onnxruntime", "forward fp32, 640x480 via DepthEstimator (onnxruntime)", "ms"),
         ("forward_ms_bf16", "forward bf16, 640x480 via DepthEstimator (torch)", "ms"),
         ("raw_forward_ms_bf16", "raw network forward bf16 at 224²", "ms"),
-        ("node_raw_forward_ms_bf16", "raw forward bf16 224², mean of just before / after the node run", "ms"),
-        ("node_output_hz", "depth_node output rate (30 Hz in, points, bf16)", "Hz"),
+        ("node_raw_forward_ms", "raw forward {prec} 224², mean of just before / after the node run", "ms"),
+        ("node_output_hz", "depth_node output rate (30 Hz in, points, {prec})", "Hz"),
         ("node_latency_p50_ms", "node latency p50 (publish -> depth received)", "ms"),
         ("node_latency_p95_ms", "node latency p95", "ms"),
         ("node_overhead_ratio", "node latency p50 / raw forward", "x"),
@@ -756,9 +768,10 @@ def print_table(res: dict) -> None:
         ("transport_image_ms", "DDS alone (idle processes): 640x480 rgb8, publish -> callback p50", "ms"),
         ("transport_depth_ms", "DDS alone (idle processes): 640x480 32FC1, publish -> callback p50", "ms"),
         ("transport_in_out_ms", "DDS alone (idle processes): image in + depth out", "ms"),
-        ("transport_share_of_forward", "DDS transport in + out / raw bf16 forward", "x"),
+        ("transport_share_of_forward", "DDS transport in + out / the node's raw forward", "x"),
         ("forward_ms_bf16_torch_compile", "forward bf16, 640x480 via DepthEstimator (torch_compile)", "ms"),
-        ("node_raw_forward_ms_bf16_torch_compile", "torch_compile: raw forward before / after its node run", "ms"),
+        ("forward_ms_fp32_torch_compile", "forward fp32, 640x480 via DepthEstimator (torch_compile)", "ms"),
+        ("node_raw_forward_ms_torch_compile", "torch_compile: raw forward before / after its node run", "ms"),
         ("node_output_hz_torch_compile", "torch_compile: depth_node output rate (30 Hz in)", "Hz"),
         ("node_latency_p50_ms_torch_compile", "torch_compile: node latency p50", "ms"),
         ("node_latency_p95_ms_torch_compile", "torch_compile: node latency p95", "ms"),
@@ -767,6 +780,13 @@ def print_table(res: dict) -> None:
         ("node_overhead_ratio_paced_torch_compile", "torch_compile: paced latency / raw forward", "x"),
         ("node_nonforward_share_torch_compile", "torch_compile: per frame (latency - forward) / forward", "x"),
         ("node_nonforward_share_paced_torch_compile", "torch_compile: same at a paced input", "x"),
+        ("node_raw_forward_ms_onnxruntime", "onnxruntime: raw forward before / after its node run", "ms"),
+        ("node_output_hz_onnxruntime", "onnxruntime: depth_node output rate (30 Hz in)", "Hz"),
+        ("node_latency_p50_ms_onnxruntime", "onnxruntime: node latency p50", "ms"),
+        ("node_latency_p95_ms_onnxruntime", "onnxruntime: node latency p95", "ms"),
+        ("node_overhead_ratio_onnxruntime", "onnxruntime: node latency p50 / raw forward", "x"),
+        ("node_nonforward_share_onnxruntime", "onnxruntime: per frame (latency - forward) / forward", "x"),
+        ("node_nonforward_share_paced_onnxruntime", "onnxruntime: same at a paced input", "x"),
         ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
         ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
         ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),
@@ -775,15 +795,17 @@ def print_table(res: dict) -> None:
         ("speed_ratio_vs_da2_small_onnxruntime", "DA2-Small ms / ours fp32 ms (onnxruntime)", "x"),
         ("train_images_per_s", "training throughput, batch 8 at 224², CPU", "img/s"),
     ]
-    print(f"\nmoadepth benchmark — {res['cpu']}, {res['threads']} threads, {res['date']}, "
-          f"load average {res['loadavg_start']:.1f} at start")
+    prec = res["node_precision"]
+    print(f"\nmoadepth benchmark — {res['cpu']} ({'native' if res['cpu_native_bf16'] else 'no native'} bf16), "
+          f"{res['threads']} threads, {res['date']}, load average {res['loadavg_start']:.1f} at start")
     print(f"{'figure':64s} {'value':>10s}")
     print("-" * 76)
     for key, label, unit in rows:
         if key in res:
-            print(f"{label:64s} {res[key]:>10} {unit}")
+            print(f"{label.format(prec=prec):64s} {res[key]:>10} {unit}")
     print("\ntargets:")
     for key, op, target, label in TARGETS:
+        label = label.format(prec=prec)
         if key not in res:
             print(f"  {label:44s} not measured")
             continue
@@ -797,8 +819,13 @@ def main(argv: list[str] | None = None) -> int:
         transport_echo(argv[1], float(argv[2]))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="forward,pack,train,peer,transport,node,node_compiled",
-                    help="comma-separated subset of forward,pack,train,peer,transport,node,node_compiled")
+    ap.add_argument("--stages", default="forward,pack,train,peer,transport,node,node_compiled,node_onnxruntime",
+                    help="comma-separated subset of forward,pack,train,peer,transport,node,node_compiled,"
+                         "node_onnxruntime")
+    ap.add_argument("--node-input-size", default=None, metavar="HxW",
+                    help="network input size of the node runs (default: the checkpoint's, 224x224)")
+    ap.add_argument("--node-precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="precision of the node runs and torch_compile forward (auto: the node's default)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch/ORT threads (default: all)")
     ap.add_argument("--repeat", type=int, default=15, help="timed runs per figure (median reported)")
     ap.add_argument("--node-seconds", type=float, default=20.0, help="length of the 30 Hz node run")
@@ -815,6 +842,10 @@ def main(argv: list[str] | None = None) -> int:
                  "date": time.strftime("%Y-%m-%d %H:%M %Z"), "torch": torch.__version__,
                  "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                  "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"]), "loadavg_start": os.getloadavg()[0],
+                 "cpu_native_bf16": cpu_has_native_bf16(),
+                 "node_precision": choose_precision(args.node_precision, torch.device("cpu")),
+                 "node_input_size": ([int(v) for v in args.node_input_size.lower().split("x")]
+                                     if args.node_input_size else None),
                  "details": {}}
     if res["loadavg_start"] > 0.5 * (os.cpu_count() or 1):
         print(f"WARNING: load average {res['loadavg_start']:.1f} on {os.cpu_count()} cores: other processes "
@@ -840,6 +871,8 @@ def main(argv: list[str] | None = None) -> int:
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate)
                 elif stage == "node_compiled":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="torch_compile")
+                elif stage == "node_onnxruntime":
+                    stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="onnxruntime")
                 elif stage == "soak":
                     stage_soak(res, Path(tmp), args.soak_frames, warmup_frames=200)
                 else:
@@ -848,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
                 res.setdefault("errors", {})[stage] = f"{type(exc).__name__}: {exc}"
                 print(f"  {stage} failed: {type(exc).__name__}: {exc}", flush=True)
             res["details"].setdefault("stage_s", {})[stage] = round(time.perf_counter() - t, 1)
-    fwd = res.get("node_raw_forward_ms_bf16", res.get("raw_forward_ms_bf16"))
+    fwd = res.get("node_raw_forward_ms", res.get(f"raw_forward_ms_{res['node_precision']}"))
     if "transport_in_out_ms" in res and fwd:
         # DDS alone, between otherwise idle processes, as a share of the forward: what the overhead
         # target leaves for everything else (not a strict bound: wake-ups cost less on a busy CPU)
