@@ -813,6 +813,17 @@ def print_table(res: dict) -> None:
         print(f"  {label:44s} {res[key]:>8} {op} {target:<6} {'MET' if ok else 'MISSED'}")
 
 
+def input_size_arg(text: str) -> list[int]:
+    """``HxW`` with both sides positive multiples of 32 (what the network accepts)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxW, e.g. 192x192") from None
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sides must be positive multiples of 32")
+    return [h, w]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--transport-echo"]:  # the transport stage's receiving process
@@ -822,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stages", default="forward,pack,train,peer,transport,node,node_compiled,node_onnxruntime",
                     help="comma-separated subset of forward,pack,train,peer,transport,node,node_compiled,"
                          "node_onnxruntime")
-    ap.add_argument("--node-input-size", default=None, metavar="HxW",
+    ap.add_argument("--node-input-size", default=None, metavar="HxW", type=input_size_arg,
                     help="network input size of the node runs (default: the checkpoint's, 224x224)")
     ap.add_argument("--node-precision", default="auto", choices=("auto", "fp32", "bf16"),
                     help="precision of the node runs and torch_compile forward (auto: the node's default)")
@@ -844,8 +855,7 @@ def main(argv: list[str] | None = None) -> int:
                  "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"]), "loadavg_start": os.getloadavg()[0],
                  "cpu_native_bf16": cpu_has_native_bf16(),
                  "node_precision": choose_precision(args.node_precision, torch.device("cpu")),
-                 "node_input_size": ([int(v) for v in args.node_input_size.lower().split("x")]
-                                     if args.node_input_size else None),
+                 "node_input_size": args.node_input_size,
                  "details": {}}
     if res["loadavg_start"] > 0.5 * (os.cpu_count() or 1):
         print(f"WARNING: load average {res['loadavg_start']:.1f} on {os.cpu_count()} cores: other processes "
