@@ -36,7 +36,10 @@ def predict_depth(est: DepthEstimator, rgb: np.ndarray, flip_tta: bool = False) 
     import cv2
 
     x = est.preprocess(rgb)
-    d = est.forward(torch.cat([x, x.flip(-1)]))["depth"].float()
+    if est.backend == "torch":
+        d = est.forward(torch.cat([x, x.flip(-1)]))["depth"].float()
+    else:  # the compiled and ONNX graphs are fixed at batch 1
+        d = torch.cat([est.forward(x)["depth"], est.forward(x.flip(-1))["depth"]]).float()
     depth = (0.5 * (d[0, 0] + d[1, 0].flip(-1))).cpu().numpy()
     if depth.shape != rgb.shape[:2]:
         depth = cv2.resize(depth, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -123,7 +126,8 @@ def open_eval_source(data: str, split: str | None = None, **options):
 
 
 def make_estimator(checkpoint: str | None, allow_untrained: bool, device: str = "auto",
-                   pretrained: str | None = None, image_size: Sequence[int] | None = None) -> DepthEstimator:
+                   pretrained: str | None = None, image_size: Sequence[int] | None = None, *,
+                   backend: str = "torch", precision: str = "fp32") -> DepthEstimator:
     """The estimator every CLI uses; no checkpoint is refused unless ``allow_untrained`` (then loudly warned)."""
     from .config import ModelConfig
 
@@ -136,7 +140,7 @@ def make_estimator(checkpoint: str | None, allow_untrained: bool, device: str = 
         raise UntrainedError("no --checkpoint given: an untrained network's depth is meaningless; pass "
                              "--checkpoint CKPT, or --allow-untrained to run it anyway")
     return DepthEstimator(checkpoint, allow_untrained=allow_untrained, device=device, model_config=cfg,
-                          pretrained=pretrained)
+                          pretrained=pretrained, backend=backend, precision=precision)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -148,9 +152,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="where the frozen CLIP weights are now (hub tag or file), if they moved since training")
 
 
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    """How the network runs: the node's backends and precisions, so their accuracy can be checked offline."""
+    from .backends import BACKENDS
+
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="inference runtime (default torch); see docs/PERFORMANCE.md")
+    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+                   help="default fp32; int8 needs --backend onnxruntime: score it here before deploying it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moadepth evaluate", description=__doc__.split("\n\n")[0])
     add_model_args(p)
+    add_runtime_args(p)
     p.add_argument("--data", required=True, help="NYU .mat, NYU file list, folder, or rosbag2")
     p.add_argument("--split", default="test", help="NYU .mat split: train | test | all (default test)")
     p.add_argument("--json", help="write the summary here")
@@ -186,13 +201,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if len(source) == 0:
         raise DataError(f"{args.data} holds no frames to evaluate")
     eigen = fmt in NYU_FORMATS if args.eigen_crop is None else args.eigen_crop
-    est = make_estimator(args.checkpoint, args.allow_untrained, args.device, args.pretrained)
+    est = make_estimator(args.checkpoint, args.allow_untrained, args.device, args.pretrained,
+                         backend=args.backend, precision=args.precision)
     summary, rows, samples = evaluate_source(
         est, source, eigen_crop=eigen, median_scaling=args.median_scaling, flip_tta=args.flip_tta,
         max_images=args.max_images, keep_samples=args.samples if args.out else 0, progress=not args.quiet)
     summary = {**summary, "checkpoint": args.checkpoint, "untrained": est.untrained, "data": str(args.data),
                "split": args.split if fmt == "nyu_mat" else None, "eigen_crop": eigen,
-               "flip_tta": args.flip_tta, "median_scaling": args.median_scaling}
+               "flip_tta": args.flip_tta, "median_scaling": args.median_scaling, "backend": est.backend,
+               "precision": est.precision}
     if args.out:
         out = Path(args.out)
         write_rows_csv(out / "per_image.csv", rows)

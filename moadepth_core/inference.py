@@ -4,7 +4,9 @@ Device and precision are arguments, never globals. bf16 on CPU means bf16
 *weights* (measured faster than autocast); fp16 is CUDA-only. Precision ``auto``
 picks bf16 only where the hardware runs it natively: on a CPU without
 AVX512-BF16 or AMX, oneDNN emulates bf16 and the forward is about twice as slow
-as fp32 (docs/PERFORMANCE.md, round four).
+as fp32 (docs/PERFORMANCE.md, round four). ``int8`` (backend onnxruntime only)
+quantises the linears' weights and activations: the fastest CPU path where there
+is no bf16 hardware, at a small, measurable cost in accuracy.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ log = logging.getLogger("moadepth")
 UNTRAINED_WARNING = ("RUNNING AN UNTRAINED NETWORK: its depth is meaningless and must never feed a costmap; "
                      "pass a trained checkpoint for real use")
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: torch dtype of the weights and input per precision; int8 lives inside the ONNX Runtime graph,
+#: so torch keeps fp32 around it.
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -64,7 +68,7 @@ def choose_precision(precision: str, device: torch.device, backend: str = "torch
     """The concrete precision for ``auto`` (others pass through): the fastest this hardware runs natively.
 
     CUDA: bf16 where the GPU supports it, else fp16. CPU: bf16 with AVX512-BF16/AMX, else fp32.
-    Backend onnxruntime runs fp32 only.
+    Backend onnxruntime: fp32; its int8 is never chosen for you, since it changes the depth a little.
     """
     if precision != "auto":
         return precision
@@ -77,7 +81,7 @@ def choose_precision(precision: str, device: torch.device, backend: str = "torch
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision not in _DTYPES:
-        raise DeviceError(f"unknown precision '{precision}' (use auto, fp32, bf16 or fp16)")
+        raise DeviceError(f"unknown precision '{precision}' (use auto, fp32, bf16, fp16 or int8)")
     if precision == "fp16" and device.type != "cuda":
         raise DeviceError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
     return _DTYPES[precision]
@@ -112,7 +116,7 @@ class DepthEstimator:
     """Loads a checkpoint once and turns RGB frames into metric depth."""
 
     def __init__(self, checkpoint: str | Path | None, *, allow_untrained: bool = False, device: str = "auto",
-                 precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32", input_size: tuple[int, int] | None = None,
+                 precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "fp32", input_size: tuple[int, int] | None = None,
                  model_config: ModelConfig | None = None, pretrained: str | None = None,
                  model: MoADepthCLIP | None = None,
                  backend: Literal["torch", "torch_compile", "onnxruntime"] = "torch") -> None:
@@ -152,7 +156,7 @@ class DepthEstimator:
         # backend torch_compile: Inductor, compiled here so the first frame is not the slow one.
         self._runtime = None
         if backend == "onnxruntime":
-            self._runtime = OnnxRuntimeBackend(self.model, self.model_size)
+            self._runtime = OnnxRuntimeBackend(self.model, self.model_size, precision=self.precision)
         elif backend == "torch_compile":
             self._runtime = CompiledTorchBackend(self.model, self.model_size, self.device, self.dtype)
 

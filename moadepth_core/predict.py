@@ -16,12 +16,13 @@ import numpy as np
 from . import colorize
 from .data import read_rgb
 from .errors import DataError, cli_entry
-from .evaluate import add_model_args, make_estimator, predict_depth
+from .evaluate import add_model_args, add_runtime_args, make_estimator, predict_depth
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moadepth predict", description=__doc__.split("\n\n")[0])
     add_model_args(p)
+    add_runtime_args(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="colour image files (PNG/JPEG)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
@@ -36,7 +37,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         dup = next(s for s in stems if stems.count(s) > 1)
         raise DataError(f"two input images share the name '{dup}', so their outputs would overwrite each other")
     rgbs = [read_rgb(p) for p in paths]  # fail on a bad file before the model is built
-    est = make_estimator(args.checkpoint, args.allow_untrained, args.device, args.pretrained)
+    est = make_estimator(args.checkpoint, args.allow_untrained, args.device, args.pretrained,
+                         backend=args.backend, precision=args.precision)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for path, rgb in zip(paths, rgbs, strict=True):

@@ -46,9 +46,10 @@ PARAMS: tuple[Param, ...] = (
     Param("allow_untrained", False, "run without a checkpoint (random weights: meaningless depth, testing only)"),
     Param("device", "auto", "inference device: auto picks cuda when available", choices=("auto", "cpu", "cuda")),
     Param("precision", "auto", "weight precision; auto: bf16 where the hardware runs it natively, else fp32 "
-          "(fp16 needs cuda)", choices=("auto", "fp32", "bf16", "fp16")),
-    Param("backend", "torch", "inference runtime: torch; torch_compile (fastest, needs a C++ compiler, "
-          "compiles ~30-50 s at start); onnxruntime (CPU, fp32); see docs/PERFORMANCE.md",
+          "(fp16 needs cuda; int8 needs backend onnxruntime)", choices=("auto", "fp32", "bf16", "fp16", "int8")),
+    Param("backend", "torch", "inference runtime: torch; torch_compile (fast, needs a C++ compiler, "
+          "compiles ~30-50 s at start); onnxruntime (CPU, fp32 or int8, the fastest on CPUs without bf16 "
+          "hardware); see docs/PERFORMANCE.md",
           choices=("torch", "torch_compile", "onnxruntime")),
     Param("input_height", 0, "network input height in pixels, a multiple of 32; 0 (with input_width 0): the "
           "checkpoint's training size. Smaller runs faster and sees less detail (docs/PERFORMANCE.md)",

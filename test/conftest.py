@@ -7,9 +7,12 @@ domain of its own, so a bare ``pytest`` run is as safe as ``make test``.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import random
+import shutil
+import tempfile
 
 # Set at import time, before any test module can import rclpy.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -23,6 +26,13 @@ if importlib.util.find_spec("moadepth_ros") is not None:
 
     if (transport.shm_free_bytes() or 0) >= transport.MIN_SHM_FREE:
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(transport.PROFILE_PATH)
+
+# Exported ONNX graphs go to one folder per test session, not the user's ~/.cache: tests that run
+# the same checkpoint through backend onnxruntime export (and quantise) it once.
+if "MOADEPTH_ONNX_CACHE" not in os.environ:
+    _onnx_cache = tempfile.mkdtemp(prefix="moadepth-test-onnx-")
+    atexit.register(shutil.rmtree, _onnx_cache, True)
+    os.environ["MOADEPTH_ONNX_CACHE"] = _onnx_cache
 
 # Keep the 2-core CI machine from oversubscribing; a no-op where torch is absent.
 if importlib.util.find_spec("torch") is not None:

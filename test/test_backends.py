@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from moadepth_core.backends import OnnxRuntimeBackend, check_backend
+from moadepth_core.backends import OnnxRuntimeBackend, _cache_file, check_backend
 from moadepth_core.errors import DeviceError
 from moadepth_core.inference import DepthEstimator
 from model_cache import fresh_model
@@ -72,11 +73,11 @@ def test_onnxruntime_forward_outputs_and_shape_check(estimators):
 
 def test_onnx_cache_is_reused(onnx_cache):
     model = _small_model()
-    files = list(onnx_cache.glob("*.onnx"))
-    assert len(files) == 1
-    stamp = files[0].stat().st_mtime_ns
+    path = _cache_file(onnx_cache, model, SIZE)
+    assert path.is_file()
+    stamp = path.stat().st_mtime_ns
     backend = OnnxRuntimeBackend(model, SIZE, cache_dir=onnx_cache)  # loads, does not export again
-    assert files[0].stat().st_mtime_ns == stamp
+    assert path.stat().st_mtime_ns == stamp
     x = torch.rand(1, 3, *SIZE)
     with torch.inference_mode():
         want = model(x)["depth"]
@@ -85,13 +86,43 @@ def test_onnx_cache_is_reused(onnx_cache):
 
 @pytest.mark.parametrize(("backend", "precision", "match"), [
     ("tensorrt", "fp32", "unknown backend"),
-    ("onnxruntime", "bf16", "fp32 only"),
+    ("onnxruntime", "bf16", "fp32 or int8"),
+    ("torch", "int8", "onnxruntime only"),
+    ("torch_compile", "int8", "onnxruntime only"),
 ])
 def test_bad_backend_combinations_are_refused(backend, precision, match):
     with pytest.raises(DeviceError, match=match):
         check_backend(backend, torch.device("cpu"), precision)
     with pytest.raises(DeviceError, match=match):
         DepthEstimator(None, model=_small_model(), device="cpu", precision=precision, backend=backend)
+
+
+def test_onnxruntime_int8_is_quantised_and_keeps_the_depth(estimators, onnx_cache):
+    """precision int8: the linears really run in int8 (MatMulInteger), quantised from the cached fp32
+    graph without a second export, and the depth keeps fp32's picture (the random network's depth
+    varies by a few percent across the frame; int8 must follow that variation, not only its mean)."""
+    import onnx
+
+    ref, _ = estimators
+    model = _small_model()
+    fp32_file = _cache_file(onnx_cache, model, SIZE)
+    stamp = fp32_file.stat().st_mtime_ns
+    q = DepthEstimator(None, model=model, device="cpu", precision="int8", backend="onnxruntime")
+    assert q.precision == "int8"
+    assert fp32_file.stat().st_mtime_ns == stamp  # quantised from the cache, not exported again
+    int8_file = _cache_file(onnx_cache, model, SIZE, "int8")
+    ops = Counter(n.op_type for n in onnx.load(str(int8_file)).graph.node)
+    assert ops["MatMulInteger"] >= 4 * 12 and ops["DynamicQuantizeLinear"] > 0, ops  # 4 linears per block
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        rgb = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+        a, b = ref.predict(rgb), q.predict(rgb)
+        assert b.depth.shape == a.depth.shape and np.isfinite(b.depth).all()
+        assert not np.array_equal(b.depth, a.depth)  # a different graph ran
+        rel = np.abs(b.depth - a.depth) / a.depth
+        assert np.median(rel) < 1e-3 and rel.max() < 3e-3, (np.median(rel), rel.max())  # measured 1e-4, 3e-4
+        assert np.corrcoef(a.depth.ravel(), b.depth.ravel())[0, 1] > 0.99  # measured 0.9999
+        np.testing.assert_allclose(b.confidence, a.confidence, atol=1e-2)
 
 
 def test_torch_compile_matches_eager_torch_predict():

@@ -23,7 +23,7 @@ from depth_node_harness import (
 )
 from moadepth_core import geometry
 from moadepth_core.errors import DataError, DeviceError, UntrainedError
-from moadepth_core.inference import cpu_has_native_bf16
+from moadepth_core.inference import DepthEstimator, cpu_has_native_bf16
 from moadepth_ros import messages
 from moadepth_ros.depth_node import DepthNode, LifecycleDepthNode
 
@@ -152,6 +152,22 @@ def test_smaller_network_input_size_runs_and_reports_at_that_size(running):
     np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), geometry.scale_intrinsics(K, (H, W), (32, 64)))
     # the training focal follows the resize, so focal scaling gives the same factor as at 64x96
     assert node._estimator.train_focal_px == pytest.approx(TRAIN_FOCAL_PX * 64 / MODEL_HW[1])
+
+
+def test_onnxruntime_int8_node_publishes_fp32s_depth_picture(running):
+    """backend onnxruntime + precision int8 (the fast path on CPUs without bf16 hardware) over DDS:
+    the published depth is torch fp32's up to int8 rounding and the same focal-scaling factor."""
+    node, client = running(backend="onnxruntime", precision="int8")
+    assert (node._estimator.backend, node._estimator.precision) == ("onnxruntime", "int8")
+    rgb = rgb_frame(H, W, seed=3)
+    _send(client, rgb, 10**9, camera_K(H, W))
+    assert wait_for(lambda: client.got("depth"), 30.0)
+    got = messages.depth_msg_to_metres(client.got("depth")[-1])
+    want = DepthEstimator(checkpoint_file(), device="cpu", precision="fp32").predict(rgb).depth
+    ratio = got / want  # focal scaling multiplies every pixel by one factor
+    assert np.isfinite(ratio).all()
+    assert np.std(ratio) / np.mean(ratio) < 1e-3, (np.std(ratio), np.mean(ratio))
+    assert not np.allclose(ratio, ratio.flat[0], rtol=1e-7, atol=0)  # really int8, not the fp32 graph
 
 
 @pytest.mark.parametrize(("h", "w", "error"), [(32, 0, DataError), (48, 64, ParameterException)])

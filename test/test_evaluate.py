@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from depth_node_harness import checkpoint_file
 from moadepth_core import evaluate, export, predict
 from moadepth_core.checkpoint import save_checkpoint
 from moadepth_core.data.synth import SynthConfig, generate
@@ -51,6 +52,26 @@ def test_evaluate_writes_summary_csv_and_grid(ckpt, synth, tmp_path, capsys):
     grid = cv2.imread(str(out / "samples.png"))
     assert grid is not None and grid.shape[1] > 4 * 96
     assert "abs_rel" in capsys.readouterr().out
+
+
+def test_evaluate_scores_the_int8_runtime_next_to_fp32(synth, tmp_path, capsys):
+    """What a user runs before deploying precision int8: the same frames through ONNX Runtime int8
+    (flip TTA included: the graph is fixed at batch 1) score like torch fp32, and the summary says
+    what ran. The node tests' checkpoint: its int8 graph is exported once per session."""
+    ckpt = checkpoint_file()
+    summaries = {}
+    for backend, precision in (("torch", "fp32"), ("onnxruntime", "int8")):
+        js = tmp_path / f"{precision}.json"
+        assert evaluate.main(["--checkpoint", str(ckpt), "--data", str(synth), "--json", str(js), "--max-images",
+                              "3", "--flip-tta", "--quiet", "--device", "cpu", "--backend", backend,
+                              "--precision", precision]) == 0
+        summaries[precision] = json.loads(js.read_text())
+    assert summaries["int8"]["backend"] == "onnxruntime" and summaries["int8"]["precision"] == "int8"
+    assert summaries["fp32"]["precision"] == "fp32"
+    for key in ("abs_rel", "rmse", "delta1"):
+        assert summaries["int8"][key] == pytest.approx(summaries["fp32"][key], rel=1e-2, abs=1e-3), key
+    assert evaluate.main(["--checkpoint", str(ckpt), "--data", str(synth), "--precision", "int8"]) == 2
+    assert "backend onnxruntime" in _sentence(capsys.readouterr().err, "evaluate")
 
 
 def test_evaluate_refuses_untrained_and_bad_checkpoint(synth, tmp_path, capsys):
