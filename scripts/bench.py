@@ -7,7 +7,7 @@ Every figure is the median of repeated runs. Weights are random (nothing can be
 downloaded here, and speed does not depend on the values).
 
 Stages (each bounded; the whole default suite stays well under 10 minutes):
-  forward  network forward, batch 1: torch fp32 / bf16 and ONNX Runtime fp32 at 224x224 and a
+  forward  network forward, batch 1: torch fp32 / bf16 and ONNX Runtime fp32 / int8 at 224x224 and a
            4:3 size, raw (model-size tensor) and through DepthEstimator from a 640x480 frame;
            torch_compile at the node's precision (224x224); CUDA fp16/bf16 when a GPU is present
   pack     image/depth conversions and depth -> points -> filled rclpy PointCloud2, ours vs the
@@ -19,7 +19,8 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
            input (640x480 rgb8) and output (640x480 32FC1) and a tiny message, nothing else running
   node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, at --node-precision
            (default auto, the node's default: bf16 where the CPU has AVX512-BF16/AMX, else fp32);
-           stages node (backend torch), node_compiled (torch_compile), node_onnxruntime; output rate,
+           stages node (backend torch), node_compiled (torch_compile), node_onnxruntime_int8 (and
+           node_onnxruntime, fp32, on request); output rate,
            latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS, and each
            frame's latency split (transport in, node stages, transport out) by joining the node's
            ``timing_log`` rows with this process's publish/receive times (both CLOCK_MONOTONIC)
@@ -123,7 +124,7 @@ def stage_forward(res: dict, repeat: int) -> None:
     detail = res["details"].setdefault("forward_ms", {})
     for name, size in SIZES.items():
         base = build_random_model(size)
-        runs = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+        runs = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
         if name == "224x224":  # one compile costs ~30-60 s here: the node's size and precision only
             runs.append(("torch_compile", res["node_precision"]))
         for backend, prec in runs:
@@ -150,6 +151,8 @@ def stage_forward(res: dict, repeat: int) -> None:
     res["forward_ms_fp32"] = d["cpu_torch_fp32_224x224"]["predict_640x480"]
     res["forward_ms_bf16"] = d["cpu_torch_bf16_224x224"]["predict_640x480"]
     res["forward_ms_fp32_onnxruntime"] = d["cpu_onnxruntime_fp32_224x224"]["predict_640x480"]
+    res["forward_ms_int8_onnxruntime"] = d["cpu_onnxruntime_int8_224x224"]["predict_640x480"]
+    res["raw_forward_ms_int8_onnxruntime"] = d["cpu_onnxruntime_int8_224x224"]["raw"]
     res["raw_forward_ms_bf16"] = d["cpu_torch_bf16_224x224"]["raw"]
     res[f"forward_ms_{res['node_precision']}_torch_compile"] = \
         d[f"cpu_torch_compile_{res['node_precision']}_224x224"]["predict_640x480"]
@@ -604,17 +607,18 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend: str = "torch") -> None:
-    """depth_node end to end at ``res["node_precision"]`` (fp32 for onnxruntime); keys get a
-    ``_<backend>`` suffix for backends other than torch."""
+def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend: str = "torch",
+               precision: str | None = None) -> None:
+    """depth_node end to end at ``precision`` (default ``res["node_precision"]``, fp32 for onnxruntime);
+    keys get a ``_<backend>`` suffix for backends other than torch, plus ``_int8`` for int8."""
     from moadepth_core.inference import DepthEstimator
 
-    suffix = "" if backend == "torch" else f"_{backend}"
+    suffix = ("" if backend == "torch" else f"_{backend}") + ("_int8" if precision == "int8" else "")
     ckpt = make_checkpoint(tmp)
     # The overhead ratio's denominator: the raw forward of the same checkpoint, same threads, precision,
     # same backend, timed just before the node starts and again just after it stops, averaged
     # (this shared machine drifts by ±15 % within minutes). The estimator stays idle meanwhile.
-    precision = "fp32" if backend == "onnxruntime" else res["node_precision"]
+    precision = precision or ("fp32" if backend == "onnxruntime" else res["node_precision"])
     size = res.get("node_input_size")
     est = DepthEstimator(ckpt, device="cpu", precision=precision, backend=backend, input_size=size)
     x = est.preprocess(test_frame())
@@ -736,14 +740,28 @@ TARGETS = [  # {prec}: the node runs' precision
     ("node_output_hz", ">=", 10.0, "depth_node 640x480, points, {prec} (Hz)"),
     ("node_output_hz_torch_compile", ">=", 10.0, "same, backend torch_compile (Hz)"),
     ("node_output_hz_onnxruntime", ">=", 10.0, "same, backend onnxruntime fp32 (Hz)"),
+    ("node_output_hz_onnxruntime_int8", ">=", 10.0, "same, backend onnxruntime int8 (Hz)"),
     ("node_overhead_ratio", "<=", 1.15, "node latency / raw forward"),
     ("node_overhead_ratio_torch_compile", "<=", 1.15, "same, backend torch_compile"),
     ("node_overhead_ratio_onnxruntime", "<=", 1.15, "same, backend onnxruntime"),
+    ("node_overhead_ratio_onnxruntime_int8", "<=", 1.15, "same, backend onnxruntime int8"),
     ("node_nonforward_share", "<=", 0.15, "per frame: (latency - forward) / forward"),
     ("node_nonforward_share_torch_compile", "<=", 0.15, "same, backend torch_compile"),
     ("node_nonforward_share_onnxruntime", "<=", 0.15, "same, backend onnxruntime"),
+    ("node_nonforward_share_onnxruntime_int8", "<=", 0.15, "same, backend onnxruntime int8"),
     ("speed_ratio_vs_da2_small", ">=", 5.0, "DA2-Small 518² ms / ours fp32 ms"),
     ("pack_speedup_vs_pointcloud2", ">=", 1.0, "pointcloud2 lib ms / ours ms"),
+]
+
+
+NODE_ORT_ROWS = [
+    ("node_raw_forward_ms", "onnxruntime: raw forward before / after its node run", "ms"),
+    ("node_output_hz", "onnxruntime: depth_node output rate (30 Hz in)", "Hz"),
+    ("node_latency_p50_ms", "onnxruntime: node latency p50", "ms"),
+    ("node_latency_p95_ms", "onnxruntime: node latency p95", "ms"),
+    ("node_overhead_ratio", "onnxruntime: node latency p50 / raw forward", "x"),
+    ("node_nonforward_share", "onnxruntime: per frame (latency - forward) / forward", "x"),
+    ("node_nonforward_share_paced", "onnxruntime: same at a paced input", "x"),
 ]
 
 
@@ -751,6 +769,8 @@ def print_table(res: dict) -> None:
     rows = [
         ("forward_ms_fp32", "forward fp32, 640x480 via DepthEstimator (torch, 224² model)", "ms"),
         ("forward_ms_fp32_onnxruntime", "forward fp32, 640x480 via DepthEstimator (onnxruntime)", "ms"),
+        ("forward_ms_int8_onnxruntime", "forward int8, 640x480 via DepthEstimator (onnxruntime)", "ms"),
+        ("raw_forward_ms_int8_onnxruntime", "raw network forward int8 at 224² (onnxruntime)", "ms"),
         ("forward_ms_bf16", "forward bf16, 640x480 via DepthEstimator (torch)", "ms"),
         ("raw_forward_ms_bf16", "raw network forward bf16 at 224²", "ms"),
         ("node_raw_forward_ms", "raw forward {prec} 224², mean of just before / after the node run", "ms"),
@@ -780,13 +800,9 @@ def print_table(res: dict) -> None:
         ("node_overhead_ratio_paced_torch_compile", "torch_compile: paced latency / raw forward", "x"),
         ("node_nonforward_share_torch_compile", "torch_compile: per frame (latency - forward) / forward", "x"),
         ("node_nonforward_share_paced_torch_compile", "torch_compile: same at a paced input", "x"),
-        ("node_raw_forward_ms_onnxruntime", "onnxruntime: raw forward before / after its node run", "ms"),
-        ("node_output_hz_onnxruntime", "onnxruntime: depth_node output rate (30 Hz in)", "Hz"),
-        ("node_latency_p50_ms_onnxruntime", "onnxruntime: node latency p50", "ms"),
-        ("node_latency_p95_ms_onnxruntime", "onnxruntime: node latency p95", "ms"),
-        ("node_overhead_ratio_onnxruntime", "onnxruntime: node latency p50 / raw forward", "x"),
-        ("node_nonforward_share_onnxruntime", "onnxruntime: per frame (latency - forward) / forward", "x"),
-        ("node_nonforward_share_paced_onnxruntime", "onnxruntime: same at a paced input", "x"),
+        *[(k + "_onnxruntime", label, unit) for k, label, unit in NODE_ORT_ROWS],
+        *[(k + "_onnxruntime_int8", "onnxruntime int8: " + label.split(": ", 1)[1], unit)
+          for k, label, unit in NODE_ORT_ROWS],
         ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
         ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
         ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),
@@ -830,9 +846,9 @@ def main(argv: list[str] | None = None) -> int:
         transport_echo(argv[1], float(argv[2]))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="forward,pack,train,peer,transport,node,node_compiled,node_onnxruntime",
+    ap.add_argument("--stages", default="forward,pack,train,peer,transport,node,node_compiled,node_onnxruntime_int8",
                     help="comma-separated subset of forward,pack,train,peer,transport,node,node_compiled,"
-                         "node_onnxruntime")
+                         "node_onnxruntime_int8,node_onnxruntime (fp32)")
     ap.add_argument("--node-input-size", default=None, metavar="HxW", type=input_size_arg,
                     help="network input size of the node runs (default: the checkpoint's, 224x224)")
     ap.add_argument("--node-precision", default="auto", choices=("auto", "fp32", "bf16"),
@@ -883,6 +899,9 @@ def main(argv: list[str] | None = None) -> int:
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="torch_compile")
                 elif stage == "node_onnxruntime":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="onnxruntime")
+                elif stage == "node_onnxruntime_int8":
+                    stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="onnxruntime",
+                               precision="int8")
                 elif stage == "soak":
                     stage_soak(res, Path(tmp), args.soak_frames, warmup_frames=200)
                 else:
