@@ -109,7 +109,7 @@ class DepthResult:
     @functools.cached_property
     def confidence(self) -> np.ndarray:
         """HxW float32 in 0..1, at the depth's size."""
-        return confidence_from_uncertainty(torch.from_numpy(self.uncertainty)).numpy().astype(np.float32, copy=False)
+        return confidence_from_uncertainty(self.uncertainty)
 
 
 class DepthEstimator:
@@ -160,14 +160,18 @@ class DepthEstimator:
         elif backend == "torch_compile":
             self._runtime = CompiledTorchBackend(self.model, self.model_size, self.device, self.dtype)
 
-    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+    def resize_input(self, rgb: np.ndarray) -> np.ndarray:
+        """The HxWx3 uint8 RGB frame checked and resized to the model size (what training does)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise DataError(f"expected an HxWx3 uint8 RGB image, got shape {rgb.shape} dtype {rgb.dtype}")
         h, w = self.model_size
         if rgb.shape[:2] != (h, w):
             interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
             rgb = cv2.resize(rgb, (w, h), interpolation=interp)
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
+        return rgb
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(self.resize_input(rgb))).permute(2, 0, 1).unsqueeze(0)
         return x.to(self.device).to(self.dtype).div_(255.0)
 
     @torch.inference_mode()
@@ -179,11 +183,16 @@ class DepthEstimator:
 
     def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:
         t0 = time.perf_counter()
-        batch = self.preprocess(rgb)
-        t1 = time.perf_counter()
-        out = self.forward(batch)
-        depth = out["depth"][0, 0].float().cpu().numpy()
-        unc = out["uncertainty"][0, 0].float().cpu().numpy()
+        if isinstance(self._runtime, OnnxRuntimeBackend):  # no torch op per frame: see its prepare()
+            x = self._runtime.prepare(self.resize_input(rgb))
+            t1 = time.perf_counter()
+            depth, unc = (a[0, 0] for a in self._runtime.run(x))
+        else:
+            batch = self.preprocess(rgb)
+            t1 = time.perf_counter()
+            out = self.forward(batch)
+            depth = out["depth"][0, 0].float().cpu().numpy()
+            unc = out["uncertainty"][0, 0].float().cpu().numpy()
         t2 = time.perf_counter()
         if output_size == "input" and depth.shape != rgb.shape[:2]:
             depth = cv2.resize(depth, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)

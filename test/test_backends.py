@@ -62,6 +62,22 @@ def test_onnxruntime_matches_torch_predict(estimators):
     np.testing.assert_allclose(m2.depth, m1.depth, rtol=1e-4, atol=1e-4)
 
 
+def test_onnxruntime_predict_runs_no_torch_op_and_prepares_bit_for_bit(estimators):
+    """The ONNX Runtime frame path stays in numpy (a torch op wakes OpenMP threads that then compete
+    with ORT's pool): no aten op runs in predict or confidence, and the numpy input is bit for bit
+    the torch preprocessing, so both routes give identical depth."""
+    _, ort = estimators
+    rgb = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(ort._runtime.prepare(ort.resize_input(rgb)), ort.preprocess(rgb).numpy())
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        res = ort.predict(rgb, output_size="model")
+        conf = res.confidence
+    assert [e.name for e in prof.events() if e.name.startswith("aten::")] == []
+    via_torch = ort.forward(ort.preprocess(rgb))
+    np.testing.assert_array_equal(res.depth, via_torch["depth"][0, 0].numpy())
+    np.testing.assert_array_equal(conf, (1.0 - via_torch["uncertainty"][0, 0]).clamp(0, 1).numpy())
+
+
 def test_onnxruntime_forward_outputs_and_shape_check(estimators):
     _, ort = estimators
     out = ort.forward(torch.rand(1, 3, *SIZE))

@@ -226,6 +226,9 @@ def test_untrained_refused_then_allowed_with_error_diagnostics(ros):
     with pytest.raises(DeviceError, match="CUDA"):
         DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
                                        Parameter("device", value="cuda")])
+    with pytest.raises(DeviceError, match="int8 runs on backend onnxruntime only"):
+        DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
+                                       Parameter("precision", value="int8")])
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from rclpy.node import Node
 
