@@ -165,14 +165,14 @@ class OnnxRuntimeBackend:
             raise DeviceError("backend onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
         self.size = (int(size[0]), int(size[1]))
         self.precision = precision
-        self.onnx_bytes = onnx_graph(model, self.size, precision, cache_dir)
+        onnx_bytes = onnx_graph(model, self.size, precision, cache_dir)
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(threads or torch.get_num_threads())
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(self.onnx_bytes, so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     @staticmethod

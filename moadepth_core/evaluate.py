@@ -156,8 +156,8 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     """How the network runs: the node's backends and precisions, so their accuracy can be checked offline."""
     from .backends import BACKENDS
 
-    p.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help="inference runtime (default torch); see docs/PERFORMANCE.md")
+    p.add_argument("--backend", default="torch", choices=("auto", *BACKENDS),
+                   help="inference runtime (default torch; auto: what depth_node picks); see docs/PERFORMANCE.md")
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16", "int8"),
                    help="default fp32; int8 needs --backend onnxruntime: score it here before deploying it")
 

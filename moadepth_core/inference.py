@@ -79,6 +79,29 @@ def choose_precision(precision: str, device: torch.device, backend: str = "torch
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
+def choose_backend(backend: str, device: torch.device, precision: str) -> str:
+    """The concrete backend for ``auto`` (others pass through), given the concrete precision.
+
+    ONNX Runtime for fp32 and int8 on the CPU: at fp32 it computes torch's numbers (parity 1e-4,
+    tested) 1.3-2x faster on both build CPUs (docs/PERFORMANCE.md). torch for bf16/fp16 and CUDA.
+    ``torch_compile`` is never automatic: it needs a C++ compiler and compiles for tens of seconds.
+    """
+    if backend != "auto":
+        return backend
+    return "onnxruntime" if device.type == "cpu" and precision in ("fp32", "int8") else "torch"
+
+
+def resolve_runtime(device: str, precision: str, backend: str) -> tuple[torch.device, str, str]:
+    """(device, precision, backend) with every ``auto`` decided: what DepthEstimator will run.
+
+    Precision first (from the hardware), then the backend from the precision: precision auto with
+    backend auto is bf16 + torch on bf16 hardware and fp32 + onnxruntime on other CPUs.
+    """
+    dev = resolve_device(device)
+    prec = choose_precision(precision, dev, "torch" if backend == "auto" else backend)
+    return dev, prec, choose_backend(backend, dev, prec)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision not in _DTYPES:
         raise DeviceError(f"unknown precision '{precision}' (use auto, fp32, bf16, fp16 or int8)")
@@ -119,9 +142,8 @@ class DepthEstimator:
                  precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "fp32", input_size: tuple[int, int] | None = None,
                  model_config: ModelConfig | None = None, pretrained: str | None = None,
                  model: MoADepthCLIP | None = None,
-                 backend: Literal["torch", "torch_compile", "onnxruntime"] = "torch") -> None:
-        self.device = resolve_device(device)
-        self.precision = choose_precision(precision, self.device, backend)
+                 backend: Literal["auto", "torch", "torch_compile", "onnxruntime"] = "torch") -> None:
+        self.device, self.precision, backend = resolve_runtime(device, precision, backend)
         self.dtype = resolve_precision(self.precision, self.device)
         check_backend(backend, self.device, self.precision)
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():

@@ -45,8 +45,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from moadepth_core import depth_postprocess as post
+from moadepth_core.backends import default_cache_dir
 from moadepth_core.errors import DataError, MoadepthError
-from moadepth_core.inference import UNTRAINED_WARNING, DepthEstimator
+from moadepth_core.inference import UNTRAINED_WARNING, DepthEstimator, resolve_runtime
 from moadepth_ros import messages, transport
 from moadepth_ros.diagnostics import FrameStats, TimingLog
 from moadepth_ros.node_config import BY_NAME, PARAMS, check_value
@@ -199,9 +200,16 @@ class _DepthNodeMixin:
         Built on the inference thread, where every later forward runs (see the module docstring).
         """
         c = self._cfg
-        if c["backend"] == "torch_compile":
+        _, precision, backend = resolve_runtime(c["device"], c["precision"], c["backend"])
+        if backend == "torch_compile":
             self.get_logger().info("backend torch_compile: compiling the network before the first frame "
                                    "(~30-50 s on 2 cores; Inductor caches kernels on disk for later starts)")
+        elif backend == "onnxruntime":
+            cache = default_cache_dir()
+            self.get_logger().info(
+                f"backend onnxruntime {precision}: a checkpoint's first start exports it to ONNX"
+                f"{' and quantises it' if precision == 'int8' else ''} (~15-40 s on 2 cores); later starts "
+                f"read it from {cache if cache else 'nowhere: MOADEPTH_ONNX_CACHE is empty, no cache'}")
         if bool(c["input_height"]) != bool(c["input_width"]):
             raise DataError(f"input_height {c['input_height']} and input_width {c['input_width']}: set both "
                             f"(multiples of 32) or leave both 0 for the checkpoint's training size")
@@ -215,7 +223,7 @@ class _DepthNodeMixin:
         if c["focal_scaling"] and est.train_focal_px is None:
             self.get_logger().warning("the checkpoint stores no training focal length: focal_scaling is off")
         self.get_logger().info(
-            f"model {c['checkpoint'] or '(untrained)'} on {est.device} {est.precision}, input "
+            f"model {c['checkpoint'] or '(untrained)'} on {est.device} {est.precision} ({est.backend}), input "
             f"{est.model_size[1]}x{est.model_size[0]}, training focal {est.train_focal_px} px")
 
     def _create_io(self, create_pub) -> None:
@@ -431,6 +439,7 @@ class _DepthNodeMixin:
         info = {
             "device": str(est.device) if est else self._cfg["device"],
             "precision": est.precision if est else self._cfg["precision"],
+            "backend": est.backend if est else self._cfg["backend"],
             "checkpoint": (est.checkpoint_path or "(untrained)") if est else (self._cfg["checkpoint"] or "(none)"),
             "model_loaded": str(est is not None),
             "active": str(self._active),

@@ -47,10 +47,10 @@ PARAMS: tuple[Param, ...] = (
     Param("device", "auto", "inference device: auto picks cuda when available", choices=("auto", "cpu", "cuda")),
     Param("precision", "auto", "weight precision; auto: bf16 where the hardware runs it natively, else fp32 "
           "(fp16 needs cuda; int8 needs backend onnxruntime)", choices=("auto", "fp32", "bf16", "fp16", "int8")),
-    Param("backend", "torch", "inference runtime: torch; torch_compile (fast, needs a C++ compiler, "
-          "compiles ~30-50 s at start); onnxruntime (CPU, fp32 or int8, the fastest on CPUs without bf16 "
-          "hardware); see docs/PERFORMANCE.md",
-          choices=("torch", "torch_compile", "onnxruntime")),
+    Param("backend", "auto", "inference runtime; auto: onnxruntime for fp32/int8 on the CPU (torch's fp32 "
+          "numbers, faster), torch for bf16/fp16 and CUDA; torch_compile (fast, needs a C++ compiler, compiles "
+          "~30-50 s at start); see docs/PERFORMANCE.md",
+          choices=("auto", "torch", "torch_compile", "onnxruntime")),
     Param("input_height", 0, "network input height in pixels, a multiple of 32; 0 (with input_width 0): the "
           "checkpoint's training size. Smaller runs faster and sees less detail (docs/PERFORMANCE.md)",
           low=0, high=2048, step=32),

@@ -228,7 +228,7 @@ def test_untrained_refused_then_allowed_with_error_diagnostics(ros):
                                        Parameter("device", value="cuda")])
     with pytest.raises(DeviceError, match="int8 runs on backend onnxruntime only"):
         DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
-                                       Parameter("precision", value="int8")])
+                                       Parameter("backend", value="torch"), Parameter("precision", value="int8")])
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from rclpy.node import Node
 
@@ -245,10 +245,14 @@ def test_untrained_refused_then_allowed_with_error_diagnostics(ros):
         assert st.level == DiagnosticStatus.ERROR and "UNTRAINED" in st.message
         keys = {kv.key for kv in st.values}
         assert {"input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "dropped", "device",
-                "precision", "checkpoint"} <= keys
-        # the default precision auto is reported as what runs on this hardware, never as "auto"
+                "precision", "backend", "checkpoint"} <= keys
+        # the default precision and backend auto are reported as what runs on this hardware, never "auto":
+        # bf16 + torch on bf16 hardware, else fp32 + onnxruntime (torch's fp32 numbers, faster)
         precision = next(kv.value for kv in st.values if kv.key == "precision")
-        assert precision == ("bf16" if cpu_has_native_bf16() else "fp32") == node._estimator.precision
+        backend = next(kv.value for kv in st.values if kv.key == "backend")
+        native = cpu_has_native_bf16()
+        assert precision == ("bf16" if native else "fp32") == node._estimator.precision
+        assert backend == ("torch" if native else "onnxruntime") == node._estimator.backend
     finally:
         spin.close()
         node.destroy_node()
