@@ -19,8 +19,9 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
            input (640x480 rgb8) and output (640x480 32FC1) and a tiny message, nothing else running
   node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, at --node-precision
            (default auto, the node's default: bf16 where the CPU has AVX512-BF16/AMX, else fp32);
-           stages node (backend torch), node_compiled (torch_compile), node_onnxruntime_int8 (and
-           node_onnxruntime, fp32, on request); output rate,
+           stages node (backend auto, the node's default: torch for bf16, onnxruntime for fp32),
+           node_compiled (torch_compile), node_onnxruntime_int8, and on request node_torch and
+           node_onnxruntime (fp32); output rate,
            latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS, and each
            frame's latency split (transport in, node stages, transport out) by joining the node's
            ``timing_log`` rows with this process's publish/receive times (both CLOCK_MONOTONIC)
@@ -607,13 +608,14 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend: str = "torch",
+def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend: str = "auto",
                precision: str | None = None) -> None:
     """depth_node end to end at ``precision`` (default ``res["node_precision"]``, fp32 for onnxruntime);
-    keys get a ``_<backend>`` suffix for backends other than torch, plus ``_int8`` for int8."""
+    backend auto (the node's default) writes the plain keys and ``node_backend``, others get a
+    ``_<backend>`` suffix, plus ``_int8`` for int8."""
     from moadepth_core.inference import DepthEstimator
 
-    suffix = ("" if backend == "torch" else f"_{backend}") + ("_int8" if precision == "int8" else "")
+    suffix = ("" if backend == "auto" else f"_{backend}") + ("_int8" if precision == "int8" else "")
     ckpt = make_checkpoint(tmp)
     # The overhead ratio's denominator: the raw forward of the same checkpoint, same threads, precision,
     # same backend, timed just before the node starts and again just after it stops, averaged
@@ -621,6 +623,8 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
     precision = precision or ("fp32" if backend == "onnxruntime" else res["node_precision"])
     size = res.get("node_input_size")
     est = DepthEstimator(ckpt, device="cpu", precision=precision, backend=backend, input_size=size)
+    if backend == "auto":
+        res["node_backend"] = est.backend  # what the node resolves too: same rule, same machine
     x = est.preprocess(test_frame())
     fwd_before = timed(lambda est=est, x=x: est.forward(x), 15, warmup=3)
     fwd = fwd_before
@@ -803,6 +807,7 @@ def print_table(res: dict) -> None:
         *[(k + "_onnxruntime", label, unit) for k, label, unit in NODE_ORT_ROWS],
         *[(k + "_onnxruntime_int8", "onnxruntime int8: " + label.split(": ", 1)[1], unit)
           for k, label, unit in NODE_ORT_ROWS],
+        *[(k + "_torch", "torch: " + label.split(": ", 1)[1], unit) for k, label, unit in NODE_ORT_ROWS],
         ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
         ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
         ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),
@@ -811,7 +816,7 @@ def print_table(res: dict) -> None:
         ("speed_ratio_vs_da2_small_onnxruntime", "DA2-Small ms / ours fp32 ms (onnxruntime)", "x"),
         ("train_images_per_s", "training throughput, batch 8 at 224², CPU", "img/s"),
     ]
-    prec = res["node_precision"]
+    prec = res["node_precision"] + (f" {res['node_backend']}" if "node_backend" in res else "")
     print(f"\nmoadepth benchmark — {res['cpu']} ({'native' if res['cpu_native_bf16'] else 'no native'} bf16), "
           f"{res['threads']} threads, {res['date']}, load average {res['loadavg_start']:.1f} at start")
     print(f"{'figure':64s} {'value':>10s}")
@@ -847,8 +852,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stages", default="forward,pack,train,peer,transport,node,node_compiled,node_onnxruntime_int8",
-                    help="comma-separated subset of forward,pack,train,peer,transport,node,node_compiled,"
-                         "node_onnxruntime_int8,node_onnxruntime (fp32)")
+                    help="comma-separated subset of forward,pack,train,peer,transport,node (backend auto, the "
+                         "node's default),node_compiled,node_onnxruntime_int8, and on request node_torch,"
+                         "node_onnxruntime (fp32)")
     ap.add_argument("--node-input-size", default=None, metavar="HxW", type=input_size_arg,
                     help="network input size of the node runs (default: the checkpoint's, 224x224)")
     ap.add_argument("--node-precision", default="auto", choices=("auto", "fp32", "bf16"),
@@ -895,6 +901,8 @@ def main(argv: list[str] | None = None) -> int:
                     stage_transport(res)
                 elif stage == "node":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate)
+                elif stage == "node_torch":
+                    stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="torch")
                 elif stage == "node_compiled":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="torch_compile")
                 elif stage == "node_onnxruntime":
