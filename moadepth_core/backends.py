@@ -22,6 +22,7 @@ estimator's model size: fixed shapes let ORT fold every shape computation.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import io
 import logging
@@ -157,8 +158,15 @@ class OnnxRuntimeBackend:
     """An ONNX Runtime CPU session that stands in for ``model(batch)`` inside DepthEstimator."""
 
     def __init__(self, model: nn.Module, size: tuple[int, int], *, threads: int | None = None,
-                 cache_dir: str | Path | None | bool = True, precision: str = "fp32") -> None:
-        """``cache_dir`` as for :func:`onnx_graph`; ``precision``: fp32 or int8."""
+                 cache_dir: str | Path | None | bool = True, precision: str = "fp32",
+                 release_model: bool = False) -> None:
+        """``cache_dir`` as for :func:`onnx_graph`; ``precision``: fp32 or int8.
+
+        ``release_model``: move ``model``'s tensors to the meta device once the graph is made, before
+        the session loads it. ONNX Runtime holds its own copy of the weights, so the torch copy is
+        dead weight (ViT-B/32 fp32: steady RSS 2064 -> 1581 MB, peak 2293 -> see PERFORMANCE.md).
+        The module keeps its config and structure; running it then fails loudly.
+        """
         try:
             import onnxruntime as ort
         except ImportError:  # pragma: no cover - onnxruntime is pinned in requirements.txt
@@ -166,6 +174,9 @@ class OnnxRuntimeBackend:
         self.size = (int(size[0]), int(size[1]))
         self.precision = precision
         onnx_bytes = onnx_graph(model, self.size, precision, cache_dir)
+        if release_model:
+            model.to("meta")
+            gc.collect()
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(threads or torch.get_num_threads())
         so.inter_op_num_threads = 1

@@ -152,6 +152,7 @@ class DepthEstimator:
         self.backend = backend
         self.checkpoint_path = str(checkpoint) if checkpoint else None
         self.train_focal_px: float | None = None
+        owns_model = model is None
         if model is not None:
             self.untrained = False
         elif checkpoint:
@@ -178,7 +179,9 @@ class DepthEstimator:
         # backend torch_compile: Inductor, compiled here so the first frame is not the slow one.
         self._runtime = None
         if backend == "onnxruntime":
-            self._runtime = OnnxRuntimeBackend(self.model, self.model_size, precision=self.precision)
+            # A model the caller passed in stays theirs; one loaded here is released to ONNX Runtime.
+            self._runtime = OnnxRuntimeBackend(self.model, self.model_size, precision=self.precision,
+                                               release_model=owns_model)
         elif backend == "torch_compile":
             self._runtime = CompiledTorchBackend(self.model, self.model_size, self.device, self.dtype)
 

@@ -78,6 +78,23 @@ def test_onnxruntime_predict_runs_no_torch_op_and_prepares_bit_for_bit(estimator
     np.testing.assert_array_equal(conf, (1.0 - via_torch["uncertainty"][0, 0]).clamp(0, 1).numpy())
 
 
+def test_onnxruntime_releases_the_torch_weights_it_loaded(onnx_cache, tmp_path):
+    """ORT holds its own copy of the weights: an estimator that loaded the checkpoint itself drops the
+    torch copy (hundreds of MB for ViT-B/32) and still gives torch's depth; a model passed in by the
+    caller is never touched."""
+    from moadepth_core.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "small.pt"
+    save_checkpoint(ckpt, _small_model(), train_focal_px=80.0, step=1)
+    ort = DepthEstimator(ckpt, device="cpu", precision="fp32", backend="onnxruntime")
+    assert all(t.device.type == "meta" for t in ort.model.parameters())
+    assert ort.model.cfg.image_size == list(SIZE)  # the config stays readable
+    ref = DepthEstimator(ckpt, device="cpu", precision="fp32")
+    rgb = np.random.default_rng(4).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    np.testing.assert_allclose(ort.predict(rgb).depth, ref.predict(rgb).depth, rtol=1e-4, atol=1e-4)
+    assert all(t.device.type == "cpu" for t in _small_model().parameters())
+
+
 def test_onnxruntime_forward_outputs_and_shape_check(estimators):
     _, ort = estimators
     out = ort.forward(torch.rand(1, 3, *SIZE))
