@@ -159,7 +159,8 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch", choices=("auto", *BACKENDS),
                    help="inference runtime (default torch; auto: what depth_node picks); see docs/PERFORMANCE.md")
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16", "int8"),
-                   help="default fp32; int8 needs --backend onnxruntime: score it here before deploying it")
+                   help="default fp32; int8 runs on onnxruntime (--backend onnxruntime or auto): score it "
+                        "here before deploying it")
 
 
 def build_parser() -> argparse.ArgumentParser:
