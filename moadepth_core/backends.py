@@ -138,6 +138,8 @@ def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
         cache_dir = default_cache_dir()
     path = _cache_file(Path(cache_dir), model, size, precision) if cache_dir else None
     if path is not None and path.is_file():
+        with contextlib.suppress(OSError):  # last use, for pruning; a read-only cache still serves
+            os.utime(path)
         return path.read_bytes()
     if precision == "int8":
         onnx_bytes = quantize_onnx_int8(onnx_graph(model, size, "fp32", cache_dir))
@@ -151,7 +153,25 @@ def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
             tmp.replace(path)  # atomic: a concurrent reader never sees half a file
         except OSError as exc:  # a read-only home must not stop inference
             log.warning("could not cache the ONNX graph in %s: %s", path.parent, exc)
+        else:
+            prune_cache(path.parent)
     return onnx_bytes
+
+
+#: Graphs kept in the cache, most recently used first: a ViT-B/32 graph is ~360 MB (fp32) or ~100 MB
+#: (int8), and every retrained checkpoint makes new ones; 6 is fp32 + int8 for three checkpoints.
+CACHE_KEEP = 6
+
+
+def prune_cache(cache_dir: Path, keep: int = CACHE_KEEP) -> list[Path]:
+    """Delete all but the ``keep`` most recently used graphs in ``cache_dir``; returns what went."""
+    graphs = sorted(cache_dir.glob("moadepth-*.onnx"), key=lambda f: f.stat().st_mtime_ns, reverse=True)
+    gone = []
+    for old in graphs[keep:]:
+        with contextlib.suppress(OSError):  # another process may have pruned it first
+            old.unlink()
+            gone.append(old)
+    return gone
 
 
 class OnnxRuntimeBackend:

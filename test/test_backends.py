@@ -108,13 +108,37 @@ def test_onnx_cache_is_reused(onnx_cache):
     model = _small_model()
     path = _cache_file(onnx_cache, model, SIZE)
     assert path.is_file()
-    stamp = path.stat().st_mtime_ns
+    stamp = path.stat().st_ino
     backend = OnnxRuntimeBackend(model, SIZE, cache_dir=onnx_cache)  # loads, does not export again
-    assert path.stat().st_mtime_ns == stamp
+    assert path.stat().st_ino == stamp
     x = torch.rand(1, 3, *SIZE)
     with torch.inference_mode():
         want = model(x)["depth"]
     np.testing.assert_allclose(backend(x)["depth"].numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_cache_keeps_the_most_recently_used_graphs(onnx_cache, tmp_path):
+    """Every retrained checkpoint adds graphs of hundreds of MB: the cache keeps the newest few, and
+    using a graph counts as new (a node restarted on an old checkpoint keeps its graph)."""
+    from moadepth_core.backends import CACHE_KEEP, onnx_graph, prune_cache
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    files = [folder / f"moadepth-{i:016x}.onnx" for i in range(CACHE_KEEP + 3)]
+    for age, f in enumerate(files):  # files[0] newest
+        f.write_bytes(b"x")
+        os.utime(f, ns=(10**18 - age * 10**9, 10**18 - age * 10**9))
+    other = folder / "notes.txt"
+    other.write_text("not ours")
+    gone = prune_cache(folder)
+    assert sorted(gone) == sorted(files[CACHE_KEEP:])
+    assert all(f.exists() for f in files[:CACHE_KEEP]) and other.exists()
+    # a cache hit refreshes the graph's time
+    model = _small_model()
+    path = _cache_file(onnx_cache, model, SIZE)
+    os.utime(path, ns=(1, 1))
+    onnx_graph(model, SIZE, "fp32", onnx_cache)
+    assert path.stat().st_mtime_ns > 1
 
 
 @pytest.mark.parametrize(("backend", "precision", "match"), [
@@ -139,10 +163,10 @@ def test_onnxruntime_int8_is_quantised_and_keeps_the_depth(estimators, onnx_cach
     ref, _ = estimators
     model = _small_model()
     fp32_file = _cache_file(onnx_cache, model, SIZE)
-    stamp = fp32_file.stat().st_mtime_ns
+    stamp = fp32_file.stat().st_ino
     q = DepthEstimator(None, model=model, device="cpu", precision="int8", backend="onnxruntime")
     assert q.precision == "int8"
-    assert fp32_file.stat().st_mtime_ns == stamp  # quantised from the cache, not exported again
+    assert fp32_file.stat().st_ino == stamp  # quantised from the cache, not exported again
     int8_file = _cache_file(onnx_cache, model, SIZE, "int8")
     ops = Counter(n.op_type for n in onnx.load(str(int8_file)).graph.node)
     assert ops["MatMulInteger"] >= 4 * 12 and ops["DynamicQuantizeLinear"] > 0, ops  # 4 linears per block
