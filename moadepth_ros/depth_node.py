@@ -5,7 +5,9 @@ Message adaptation and threading only: conversions come from :mod:`moadepth_ros.
 
 Threading: the image callback validates and converts the frame (cheap, so every bad message
 gets its log line), then stores it as *the* pending frame; one worker thread runs inference on
-the newest pending frame and the ones it replaced are counted as dropped. The executor thread
+the newest pending frame and the ones it replaced are counted as dropped. When the worker frees
+up and the newest frame is more than half a camera period old, ``frame_policy: fresh`` waits for
+the next one instead (:mod:`moadepth_core.frame_pacing` says how long). The executor thread
 never runs the network, so parameters, services, diagnostics and shutdown stay responsive.
 
 The worker also *builds* the model: every torch call of the node happens on that one thread.
@@ -47,6 +49,7 @@ from std_msgs.msg import Header
 from moadepth_core import depth_postprocess as post
 from moadepth_core.backends import default_cache_dir
 from moadepth_core.errors import DataError, MoadepthError
+from moadepth_core.frame_pacing import FramePacer
 from moadepth_core.inference import UNTRAINED_WARNING, DepthEstimator, resolve_runtime
 from moadepth_ros import messages, transport
 from moadepth_ros.diagnostics import FrameStats, TimingLog
@@ -118,6 +121,7 @@ class _DepthNodeMixin:
         self._suppressed: Counter[str] = Counter()
         self._cv = threading.Condition()
         self._pending: Frame | None = None
+        self._pacer = FramePacer()
         self._jobs: deque[tuple[Callable[[], object], Future]] = deque()  # run on the worker, before frames
         self._busy = False
         self._stop = False
@@ -296,6 +300,7 @@ class _DepthNodeMixin:
     def _on_image(self, msg: Image) -> None:
         now = time.monotonic()
         self.stats.input(now)
+        self._pacer.arrived(now)
         stamp = stamp_ns(msg.header)
         if self._last_stamp is not None and stamp < self._last_stamp:
             back = (self._last_stamp - stamp) / 1e9
@@ -352,6 +357,8 @@ class _DepthNodeMixin:
                 else:
                     frame, self._pending = self._pending, None
                 self._busy = True
+                if frame is not None:
+                    frame = self._fresher_frame(frame)
             if frame is None:
                 try:
                     fut.set_result(fn())
@@ -374,6 +381,24 @@ class _DepthNodeMixin:
                 with self._cv:
                     self._busy = False
                     self._cv.notify_all()
+
+    def _fresher_frame(self, frame: Frame) -> Frame:
+        """``frame``, or the next one if it comes within the pacer's budget (called holding ``_cv``)."""
+        budget = self._pacer.wait_for_next(time.monotonic() - frame.received, self._cfg["frame_policy"])
+        if budget <= 0:
+            return frame
+        end = time.monotonic() + budget
+        while self._pending is None and not self._jobs and not self._stop:
+            left = end - time.monotonic()
+            if left <= 0:
+                return frame
+            self._cv.wait(left)
+        if self._pending is None:
+            return frame
+        self.stats.count("dropped")
+        self.stats.count("waited")
+        newer, self._pending = self._pending, None
+        return newer
 
     def _pick_info(self, stamp: int) -> CameraModel | None:
         """The CameraInfo with the same stamp (within camera_info_tolerance), else the latest one."""

@@ -35,6 +35,7 @@ class FrameStats:
         self.dropped = 0
         self.rejected = 0
         self.skipped = 0
+        self.waited = 0  # frames set aside for a fresher one due soon (frame_policy fresh)
 
     def reset_window(self) -> None:
         """Forget rates and latencies (a stamp jump restarts them); totals are kept."""
@@ -58,7 +59,7 @@ class FrameStats:
                 self._stages.append((now, dict(stages)))
 
     def count(self, what: str) -> None:
-        """Increment one of ``dropped``, ``rejected`` or ``skipped``."""
+        """Increment one of ``dropped``, ``rejected``, ``skipped`` or ``waited``."""
         with self._lock:
             setattr(self, what, getattr(self, what) + 1)
 
@@ -70,7 +71,8 @@ class FrameStats:
             outs = [(t, lat) for t, lat in self._outputs if now - t <= self.window_s]
             stages = [st for t, st in self._stages if now - t <= self.window_s]
             totals = dict(frames_in=self.frames_in, frames_out=self.frames_out, dropped=self.dropped,
-                          rejected=self.rejected, skipped_no_subscribers=self.skipped)
+                          rejected=self.rejected, skipped_no_subscribers=self.skipped,
+                          waited_for_fresher=self.waited)
         lat = np.array([lat for _, lat in outs]) * 1000.0
         names = list(dict.fromkeys(k for st in stages for k in st))  # first-seen order = pipeline order
         per_stage = {f"stage_{k}_p50_ms": float(np.median([st[k] for st in stages if k in st])) * 1000.0

@@ -11,6 +11,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from moadepth_core.frame_pacing import POLICIES as FRAME_POLICIES
+
 
 @dataclass(frozen=True)
 class Param:
@@ -70,6 +72,10 @@ PARAMS: tuple[Param, ...] = (
           choices=("reliable", "best_effort")),
     Param("max_uncertainty", 0.5, "points whose relative uncertainty (std/depth) exceeds this become NaN",
           dynamic=True, low=0.0, high=1000.0),
+    Param("frame_policy", "fresh", "when the busy worker frees up: 'fresh' waits for the next frame if it is "
+          "due sooner than the newest one is old (lower latency, a few % fewer outputs); 'latest' takes the "
+          "newest frame at once (most outputs, each up to a camera period old)", dynamic=True,
+          choices=FRAME_POLICIES),
     Param("force_inference", False, "run inference even when nobody subscribes to an output", dynamic=True),
     Param("camera_info_tolerance", 0.01, "max stamp difference (s) to pair an image with a CameraInfo; "
           "otherwise the latest CameraInfo is used", dynamic=True, low=0.0, high=10.0),

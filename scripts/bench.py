@@ -20,8 +20,8 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
   node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, at --node-precision
            (default auto, the node's default: bf16 where the CPU has AVX512-BF16/AMX, else fp32);
            stages node (backend auto, the node's default: torch for bf16, onnxruntime for fp32),
-           node_compiled (torch_compile), node_onnxruntime_int8, and on request node_torch and
-           node_onnxruntime (fp32); output rate,
+           node_compiled (torch_compile), node_onnxruntime_int8, and on request node_latest (the
+           default with frame_policy latest), node_torch and node_onnxruntime (fp32); output rate,
            latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS, and each
            frame's latency split (transport in, node stages, transport out) by joining the node's
            ``timing_log`` rows with this process's publish/receive times (both CLOCK_MONOTONIC)
@@ -609,13 +609,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend: str = "auto",
-               precision: str | None = None) -> None:
+               precision: str | None = None, frame_policy: str = "fresh") -> None:
     """depth_node end to end at ``precision`` (default ``res["node_precision"]``, fp32 for onnxruntime);
     backend auto (the node's default) writes the plain keys and ``node_backend``, others get a
-    ``_<backend>`` suffix, plus ``_int8`` for int8."""
+    ``_<backend>`` suffix, plus ``_int8`` for int8 and ``_latest`` for frame_policy latest."""
     from moadepth_core.inference import DepthEstimator
 
-    suffix = ("" if backend == "auto" else f"_{backend}") + ("_int8" if precision == "int8" else "")
+    suffix = ("" if backend == "auto" else f"_{backend}") + ("_int8" if precision == "int8" else "") + \
+        ("_latest" if frame_policy == "latest" else "")
     ckpt = make_checkpoint(tmp)
     # The overhead ratio's denominator: the raw forward of the same checkpoint, same threads, precision,
     # same backend, timed just before the node starts and again just after it stops, averaged
@@ -630,7 +631,7 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
     fwd = fwd_before
     r: dict = {}
     details: dict = {}
-    run = NodeRun(ckpt, precision, {"backend": backend, **({"input_height": str(size[0]), "input_width": str(size[1])}
+    run = NodeRun(ckpt, precision, {"backend": backend, "frame_policy": frame_policy, **({"input_height": str(size[0]), "input_width": str(size[1])}
                                                           if size else {})})
     try:
         if not run.wait_ready(180):
@@ -853,8 +854,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stages", default="forward,pack,train,peer,transport,node,node_compiled,node_onnxruntime_int8",
                     help="comma-separated subset of forward,pack,train,peer,transport,node (backend auto, the "
-                         "node's default),node_compiled,node_onnxruntime_int8, and on request node_torch,"
-                         "node_onnxruntime (fp32)")
+                         "node's default),node_compiled,node_onnxruntime_int8, and on request node_latest "
+                         "(frame_policy latest), node_torch, node_onnxruntime (fp32)")
     ap.add_argument("--node-input-size", default=None, metavar="HxW", type=input_size_arg,
                     help="network input size of the node runs (default: the checkpoint's, 224x224)")
     ap.add_argument("--node-precision", default="auto", choices=("auto", "fp32", "bf16"),
@@ -901,6 +902,8 @@ def main(argv: list[str] | None = None) -> int:
                     stage_transport(res)
                 elif stage == "node":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate)
+                elif stage == "node_latest":
+                    stage_node(res, Path(tmp), args.node_seconds, args.node_rate, frame_policy="latest")
                 elif stage == "node_torch":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="torch")
                 elif stage == "node_compiled":

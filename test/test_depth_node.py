@@ -3,6 +3,9 @@ untrained refusal, lifecycle, latest-frame dropping and 640x480 delivery."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from rclpy.exceptions import ParameterException
@@ -194,6 +197,37 @@ def test_latest_frame_only_under_a_burst(running):
     # callback is accounted for exactly
     assert 1 <= s["frames_in"] <= len(stamps)
     assert s["frames_out"] + s["dropped"] == s["frames_in"] and s["frames_out"] == len(out)
+
+
+@pytest.mark.parametrize("policy", ["fresh", "latest"])
+def test_frame_policy_fresh_waits_for_a_frame_due_soon_instead_of_an_old_one(running, policy):
+    """A camera at 0.3 s; the worker stays busy until the newest frame is 0.21 s old (more than half
+    a period) and the next is due in 0.09 s: fresh waits and answers the next, latest answers the old."""
+    node, client = running(frame_policy=policy)
+    K, T = camera_K(H, W), 0.3
+    stamps = [10**9 * (i + 1) for i in range(7)]
+    gate = threading.Event()
+    holder = threading.Thread(target=node._on_worker, args=(gate.wait,), daemon=True)
+    holder.start()  # the worker runs this job until the gate opens: frames pile up meanwhile
+    t0 = time.monotonic()
+
+    def at(t: float) -> None:
+        time.sleep(max(0.0, t0 + t - time.monotonic()))
+
+    for i, s in enumerate(stamps[:6]):  # six frames teach the node the camera's period
+        at(i * T)
+        _send(client, rgb_frame(H, W, seed=i), s, K)
+    at(5.7 * T)
+    gate.set()
+    at(6 * T)
+    _send(client, rgb_frame(H, W, seed=6), stamps[6], K)
+    assert wait_for(lambda: stamps[6] in client.stamps("depth"), 30.0), client.stamps("depth")
+    assert node.wait_idle(10.0)
+    holder.join(5.0)
+    s = node.stats.summary()
+    assert client.stamps("depth") == ([stamps[6]] if policy == "fresh" else stamps[5:])
+    assert s["waited_for_fresher"] == (1 if policy == "fresh" else 0)
+    assert s["frames_out"] + s["dropped"] == s["frames_in"] == len(stamps)
 
 
 def test_skips_inference_without_subscribers_unless_forced(ros):
