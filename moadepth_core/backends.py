@@ -203,6 +203,11 @@ class OnnxRuntimeBackend:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        # ORT's pool spins between ops (fast) and, by default, keeps spinning after a run ends: on a
+        # 2-core robot CPU that starves the threads that receive the next image and publish this
+        # depth. Stopping the spin after each run (spinning inside it stays): measured in the node at
+        # 30 Hz input, 9.5-9.9 -> 11.3-12.1 Hz out, latency p50 92-98 -> 79-85 ms; a bare run the same.
+        so.add_session_config_entry("session.force_spinning_stop", "1")
         self.session = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
