@@ -330,7 +330,7 @@ class _DepthNodeMixin:
             if self._pending is not None:
                 self.stats.count("dropped")
             self._pending = Frame(msg.header, rgb, stamp, now)
-            self._cv.notify()
+            self._cv.notify_all()  # the worker may share the condition with wait_idle() callers
 
     def wait_idle(self, timeout: float) -> bool:
         """True once no frame is pending or running (tests and shutdown use it)."""
