@@ -36,6 +36,7 @@ class FramePacer:
         self._arrivals.append(float(t))
 
     def reset(self) -> None:
+        """Forget the period (the stream restarted)."""
         self._arrivals.clear()
 
     def period(self) -> float | None:

@@ -309,6 +309,7 @@ class _DepthNodeMixin:
                 self._infos.clear()
             with self._cv:
                 self._pending = None
+            self._pacer.reset()  # a bag loop may pause between its last and first frame
             self.stats.reset_window()
             self.stats.count("rejected")
             self.report("stamp", f"image stamps went back by {back:.3f} s (bag loop or clock reset?): "

@@ -39,10 +39,13 @@ def test_waits_only_when_the_next_frame_is_due_sooner_than_the_waiting_one_is_ol
         p.wait_for_next(0.030, "newest")
 
 
-def test_a_clock_that_goes_back_forgets_the_period():
+def test_a_clock_that_goes_back_or_a_reset_forgets_the_period():
     p = _pacer(0.033, n=10)
     p.arrived(0.0)
     assert p.period() is None
+    p = _pacer(0.033, n=10)
+    p.reset()
+    assert p.period() is None and p.wait_for_next(0.030) == 0.0
 
 
 def _simulate(policy: str, period: float = 1 / 30, frames: int = 900, seed: int = 1) -> tuple[float, float, int]:
