@@ -809,6 +809,7 @@ def print_table(res: dict) -> None:
         *[(k + "_onnxruntime_int8", "onnxruntime int8: " + label.split(": ", 1)[1], unit)
           for k, label, unit in NODE_ORT_ROWS],
         *[(k + "_torch", "torch: " + label.split(": ", 1)[1], unit) for k, label, unit in NODE_ORT_ROWS],
+        *[(k + "_latest", "frame_policy latest: " + label.split(": ", 1)[1], unit) for k, label, unit in NODE_ORT_ROWS],
         ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
         ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
         ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),
