@@ -101,11 +101,15 @@ def quantize_onnx_int8(onnx_bytes: bytes) -> bytes:
         return onnx.load(str(dst)).SerializeToString()
 
 
+#: Bumped whenever the exported graph's structure changes for the same weights (a faster formulation),
+#: so a cache written by older code is not reused. 2: the bin head without a softmax op.
+GRAPH_VERSION = 2
+
+
 def _cache_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precision: str = "fp32") -> Path:
-    """Cache key: every tensor's bytes plus the size, so changed weights never reuse a stale graph."""
-    h = hashlib.sha256(f"{size[0]}x{size[1]}".encode())
-    if precision != "fp32":  # fp32 keeps its old key: caches written before int8 existed stay valid
-        h.update(precision.encode())
+    """Cache key: the graph version, the size, the precision and every tensor's bytes, so changed
+    weights or a changed graph never reuse a stale file."""
+    h = hashlib.sha256(f"v{GRAPH_VERSION} {size[0]}x{size[1]} {precision}".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().float().contiguous().numpy().tobytes())

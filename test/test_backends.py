@@ -145,6 +145,16 @@ def test_onnx_cache_is_reused(onnx_cache):
     np.testing.assert_allclose(backend(x)["depth"].numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_onnx_cache_key_changes_with_the_graph_version(onnx_cache, monkeypatch):
+    """A cache written before the graph's structure changed (same weights) must not be reused."""
+    from moadepth_core import backends
+
+    model = _small_model()
+    old = _cache_file(onnx_cache, model, SIZE)
+    monkeypatch.setattr(backends, "GRAPH_VERSION", backends.GRAPH_VERSION + 1)
+    assert _cache_file(onnx_cache, model, SIZE) != old
+
+
 def test_onnx_cache_keeps_the_most_recently_used_graphs(onnx_cache, tmp_path):
     """Every retrained checkpoint adds graphs of hundreds of MB: the cache keeps the newest few, and
     using a graph counts as new (a node restarted on an old checkpoint keeps its graph)."""

@@ -189,3 +189,19 @@ def test_bin_moments_and_spread_match_the_centred_definition():
     torch.testing.assert_close(m1, mean, rtol=1e-5, atol=1e-6)
     depth = torch.rand(2, 1, 6, 7) + 0.5
     torch.testing.assert_close(relative_uncertainty(probs, centers, depth), std / depth, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 80.0])  # 80: exp(logit) alone would overflow fp32
+def test_bin_moments_from_logits_equal_the_softmax_definition(scale):
+    from moadepth_core.head import bin_moments, bin_moments_from_logits
+
+    torch.manual_seed(3)
+    centers = torch.exp(torch.linspace(math.log(0.1), math.log(10.0), 128))
+    logits = torch.randn(2, 128, 5, 9) * scale
+    probs = torch.softmax(logits, dim=1)
+    m1, m2, p = bin_moments_from_logits(logits, centers)
+    r1, r2 = bin_moments(probs, centers)
+    assert torch.isfinite(m1).all() and torch.isfinite(m2).all()
+    torch.testing.assert_close(p, probs, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(m1, r1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(m2, r2, rtol=1e-5, atol=1e-6)
