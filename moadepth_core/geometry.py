@@ -70,6 +70,22 @@ def pixel_rays(K: np.ndarray, h: int, w: int) -> np.ndarray:
     return _rays_cached(np.ascontiguousarray(K).tobytes(), int(h), int(w))
 
 
+def pixel_ray_planes(K: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x/z, y/z) of :func:`pixel_rays` as two contiguous HxW float32 planes, read-only and cached:
+    the layout OpenCV's per-plane arithmetic runs at full speed on."""
+    K = _check_K(K)
+    return _ray_planes_cached(np.ascontiguousarray(K).tobytes(), int(h), int(w))
+
+
+@functools.lru_cache(maxsize=16)
+def _ray_planes_cached(k_bytes: bytes, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    rays = _rays_cached(k_bytes, h, w)
+    planes = tuple(np.ascontiguousarray(rays[..., i]) for i in (0, 1))
+    for p in planes:
+        p.flags.writeable = False
+    return planes
+
+
 def backproject(depth: np.ndarray, K: np.ndarray, stride: int = 1) -> np.ndarray:
     """Organised HxWx3 float32 points (X, Y, Z) in the camera optical frame; invalid depth -> NaN.
 

@@ -51,6 +51,7 @@ from moadepth_core.backends import default_cache_dir
 from moadepth_core.errors import DataError, MoadepthError
 from moadepth_core.frame_pacing import FramePacer
 from moadepth_core.inference import UNTRAINED_WARNING, DepthEstimator, resolve_runtime
+from moadepth_core.pointcloud import depth_cloud_nbytes
 from moadepth_ros import messages, transport
 from moadepth_ros.diagnostics import FrameStats, TimingLog
 from moadepth_ros.node_config import BY_NAME, PARAMS, check_value
@@ -122,6 +123,7 @@ class _DepthNodeMixin:
         self._cv = threading.Condition()
         self._pending: Frame | None = None
         self._pacer = FramePacer()
+        self._out = messages.OutputBuffers()  # the worker's message buffers, written in place
         self._jobs: deque[tuple[Callable[[], object], Future]] = deque()  # run on the worker, before frames
         self._busy = False
         self._stop = False
@@ -431,27 +433,32 @@ class _DepthNodeMixin:
         depth = res.depth
         if c["focal_scaling"] and K_img is not None and est.train_focal_px:
             depth = depth * np.float32(post.focal_scale(K_img, img_hw, est.model_size, est.train_focal_px))
-        depth = post.clip_depth(depth, c["min_depth"], c["max_depth"])
+        depth_buf, depth_view = self._out.image("depth", *out_hw, "32FC1")
+        depth = post.clip_depth(depth, c["min_depth"], c["max_depth"], out=depth_view)
         header = frame.header
         if not self._active:
             return
         # depth first: it is what costmaps wait for; the rest follows on the same stamp
-        self.depth_pub.publish(messages.numpy_to_image(depth, "32FC1", header))
+        self.depth_pub.publish(messages.image_from_buffer(depth_buf, *out_hw, "32FC1", header))
         t_depth = time.monotonic()
         info = None
         if K_img is not None:
             info = messages.scaled_camera_info(cam.msg, out_hw)
             info.header = header
             self.info_pub.publish(info)
-        self.conf_pub.publish(messages.numpy_to_image(res.confidence, "32FC1", header))
+        conf_buf, conf_view = self._out.image("confidence", *res.confidence.shape, "32FC1")
+        np.copyto(conf_view, res.confidence)
+        self.conf_pub.publish(messages.image_from_buffer(conf_buf, *res.confidence.shape, "32FC1", header))
         t_conf = time.monotonic()
         stages = {"wait": t_start - frame.received, **res.timings,
                   "depth_out": t_depth - t_inferred, "confidence_out": t_conf - t_depth}
         if info is not None and c["publish_points"]:
             K_out = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+            stride = c["point_stride"]
             cloud = post.depth_cloud(depth, K_out, uncertainty=res.uncertainty,
-                                     max_uncertainty=c["max_uncertainty"], stride=c["point_stride"],
-                                     rgb=frame.rgb if c["points_rgb"] else None)
+                                     max_uncertainty=c["max_uncertainty"], stride=stride,
+                                     rgb=frame.rgb if c["points_rgb"] else None,
+                                     out=self._out.get("points", depth_cloud_nbytes(*out_hw, stride)))
             self.points_pub.publish(messages.cloud_to_msg(cloud, header))
             stages["points_out"] = time.monotonic() - t_conf
         self.last_answered_stamp_ns = frame.stamp_ns

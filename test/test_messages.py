@@ -109,3 +109,18 @@ def test_cloud_to_msg(with_rgb):
     np.testing.assert_array_equal(pointcloud.unpack_points(again), xyz)
     if with_rgb:
         np.testing.assert_array_equal(pointcloud.unpack_rgb(again), rgb)
+
+
+def test_output_buffers_are_reused_and_carried_without_a_copy():
+    from moadepth_ros.messages import OutputBuffers, image_from_buffer
+
+    out = OutputBuffers()
+    buf, view = out.image("depth", 3, 4, "32FC1")
+    view[...] = np.arange(12, dtype=np.float32).reshape(3, 4)
+    msg = image_from_buffer(buf, 3, 4, "32FC1")
+    assert msg.data is buf and msg.step == 16
+    np.testing.assert_array_equal(messages.image_to_numpy(msg), view)  # decoded independently of the view
+    assert out.image("depth", 3, 4, "32FC1")[0] is buf  # same size: the same buffer
+    assert out.get("depth", 8) is not buf  # another size: a new one
+    with pytest.raises(DataError, match="needs 64 bytes, got 48"):
+        image_from_buffer(buf, 4, 4, "32FC1")

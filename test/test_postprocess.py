@@ -105,3 +105,47 @@ def test_rgb_resized_to_model_output():
     rgb[..., 0] = 200
     colours = unpack_rgb(post.depth_cloud(depth, _K(8, 12), rgb=rgb))
     assert colours.shape == (8, 12, 3) and (colours[..., 0] == 200).all()
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0.1, 10.0), (0.0, np.inf), (0.30000001, 3.3)])
+def test_clip_depth_equals_the_numpy_definition_on_edge_values(lo, hi):
+    rng = np.random.default_rng(4)
+    d = rng.uniform(-1.0, 12.0, (37, 53)).astype(np.float32)
+    specials = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, np.float32(lo), np.float32(hi),
+                np.nextafter(np.float32(lo), np.float32(0)), np.nextafter(np.float32(hi), np.float32(np.inf))]
+    d.flat[: len(specials)] = np.array(specials, np.float32)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(d) | (d <= 0) | (d < lo) | (d > hi)
+    expect = np.where(bad, np.float32(np.nan), d)
+    np.testing.assert_array_equal(post.clip_depth(d, lo, hi), expect)
+    out = np.zeros_like(d)
+    assert post.clip_depth(d, lo, hi, out=out) is out
+    np.testing.assert_array_equal(out, expect)
+    same = d.copy()
+    post.clip_depth(same, lo, hi, out=same)  # in place is allowed
+    np.testing.assert_array_equal(same, expect)
+    with pytest.raises(DataError, match="float32"):
+        post.clip_depth(d, lo, hi, out=np.zeros(d.shape, np.float64))
+
+
+def test_depth_cloud_packs_into_a_given_buffer_with_the_same_bytes():
+    """The node packs straight into the array.array its PointCloud2 carries: no copy after packing."""
+    import array
+
+    h, w = 9, 14
+    rng = np.random.default_rng(5)
+    depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
+    unc = rng.uniform(0.0, 1.0, (h, w)).astype(np.float32)
+    unc[0, :3] = np.nan  # no uncertainty known: not confident
+    rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    K = _K(h, w)
+    fresh = post.depth_cloud(depth, K, uncertainty=unc, max_uncertainty=0.5, rgb=rgb)
+    buf = array.array("B", bytes(h * w * 16))
+    into = post.depth_cloud(depth, K, uncertainty=unc, max_uncertainty=0.5, rgb=rgb, out=buf)
+    assert into.data is buf and bytes(buf) == bytes(fresh.data)
+    z = unpack_points(into)[..., 2]
+    np.testing.assert_array_equal(np.isnan(z), ~(unc <= 0.5))
+    with pytest.raises(DataError, match="bytes"):
+        post.depth_cloud(depth, K, out=array.array("B", bytes(h * w * 16 - 1)))
+    with pytest.raises(DataError, match="writable"):
+        post.depth_cloud(depth, K, out=bytes(h * w * 16))
