@@ -102,8 +102,9 @@ def quantize_onnx_int8(onnx_bytes: bytes) -> bytes:
 
 
 #: Bumped whenever the exported graph's structure changes for the same weights (a faster formulation),
-#: so a cache written by older code is not reused. 2: the bin head without a softmax op.
-GRAPH_VERSION = 2
+#: so a cache written by older code is not reused. 2: the bin head without a softmax op; 3: the
+#: backbone's own attention formulation.
+GRAPH_VERSION = 3
 
 
 def _cache_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precision: str = "fp32") -> Path:

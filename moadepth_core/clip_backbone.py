@@ -111,6 +111,7 @@ class ClipBackbone(nn.Module):
         # Drop parts of the tower we never use (pooling, projection): fewer parameters to carry.
         visual.proj = None
         self.num_blocks = len(visual.transformer.resblocks)
+        self.fused_attention = all(_is_plain_block(b) for b in visual.transformer.resblocks)
 
     def position_embedding(self, gh: int, gw: int) -> torch.Tensor:
         """(1 + gh*gw, D) embedding, bicubic-interpolated from the pretrained grid when sizes differ."""
@@ -149,7 +150,7 @@ class ClipBackbone(nn.Module):
         x = v.ln_pre(x)
         taps, gates = [], []
         for i, block in enumerate(v.transformer.resblocks):
-            x = block(x)
+            x = _plain_block_forward(block, x) if self.fused_attention else block(x)
             key = str(i)
             if key in self.adapters:
                 x, g = self.adapters[key](x)
@@ -158,6 +159,34 @@ class ClipBackbone(nn.Module):
             if i >= max(self.tap_blocks):
                 break  # later blocks (none for ViT-B/32 with a tap at 11) would not feed the decoder
         return taps, gates
+
+
+def _is_plain_block(block: nn.Module) -> bool:
+    """An open_clip ``ResidualAttentionBlock`` with batch-first, packed-projection self-attention:
+    the block :func:`_plain_block_forward` reproduces."""
+    attn = getattr(block, "attn", None)
+    return (isinstance(attn, nn.MultiheadAttention) and attn.batch_first and attn._qkv_same_embed_dim
+            and attn.in_proj_bias is not None and attn.bias_k is None and not attn.add_zero_attn
+            and not hasattr(block, "ln_1_kv")
+            and all(hasattr(block, n) for n in ("ln_1", "ln_2", "ls_1", "ls_2", "mlp")))
+
+
+def _plain_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``block(x)`` for a plain block, with attention as one qkv product, SDPA and one output product.
+
+    Same maths as ``nn.MultiheadAttention`` (tested to 1e-5), but its ONNX export has a third fewer
+    nodes: ONNX Runtime ran the ViT-B/32 graph in 59 ms instead of 61 ms (2 cores), and torch runs
+    the same.
+    """
+    attn = block.attn
+    b, t, d = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.reshape(b, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    o = F.scaled_dot_product_attention(q, k, v, dropout_p=attn.dropout if attn.training else 0.0)
+    o = F.linear(o.transpose(1, 2).reshape(b, t, d), attn.out_proj.weight, attn.out_proj.bias)
+    x = x + block.ls_1(o)
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
 def frozen_fingerprint(visual: nn.Module) -> float:

@@ -205,3 +205,26 @@ def test_bin_moments_from_logits_equal_the_softmax_definition(scale):
     torch.testing.assert_close(p, probs, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(m1, r1, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(m2, r2, rtol=1e-5, atol=1e-6)
+
+
+def test_plain_block_forward_equals_open_clips_block():
+    """The backbone runs open_clip's blocks through its own attention formulation (a leaner ONNX graph):
+    it must give the block's own numbers, in eval and through a backward pass."""
+    from moadepth_core.clip_backbone import _is_plain_block, _plain_block_forward
+
+    model = fresh_model()
+    blocks = model.backbone.visual.transformer.resblocks
+    assert model.backbone.fused_attention and all(_is_plain_block(b) for b in blocks)
+    torch.manual_seed(5)
+    x = torch.randn(2, 13, blocks[0].attn.embed_dim, requires_grad=True)
+    with torch.no_grad():
+        torch.testing.assert_close(_plain_block_forward(blocks[3], x), blocks[3](x), rtol=1e-5, atol=1e-5)
+    ours = torch.autograd.grad(_plain_block_forward(blocks[3], x).square().sum(), x)[0]
+    theirs = torch.autograd.grad(blocks[3](x).square().sum(), x)[0]
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    model.backbone.fused_attention = False  # the plain loop gives the same depth
+    img = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(img)["depth"]
+        model.backbone.fused_attention = True
+        torch.testing.assert_close(model(img)["depth"], ref, rtol=1e-5, atol=1e-5)
