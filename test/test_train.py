@@ -154,8 +154,8 @@ def test_learns_on_synthetic_frames(data, tmp_path):
     assert trained.train_focal_px == pytest.approx(78.75, rel=1e-6)
     with (run / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
-    # metrics.csv holds 6 decimals
-    assert rows[-1]["kind"] == "val" and float(rows[-1]["abs_rel"]) == pytest.approx(fig["held"]["abs_rel"], abs=1e-6)
+    # metrics.csv holds 6 significant digits
+    assert rows[-1]["kind"] == "val" and float(rows[-1]["abs_rel"]) == pytest.approx(fig["held"]["abs_rel"], rel=1e-5)
     assert all(0 < float(rows[0][f"gate_entropy_{i}"]) <= np.log(4) + 1e-6 for i in range(4))
 
 
