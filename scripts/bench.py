@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import platform
@@ -467,6 +468,26 @@ class NodeRun:
             split["transport_out"].append((rx - row["depth_published_s"]) * 1e3)
         return split
 
+    def worker_cycle(self, skip_s: float = 0.0) -> dict[str, float]:
+        """p50 of every stage of the node's worker (the outputs after depth included) and of the
+        interval between depth publications, over the current drive: what bounds the output rate."""
+        from moadepth_ros.diagnostics import STAGES, read_timing_log
+
+        try:
+            rows = read_timing_log(self.timing_log)
+        except (OSError, KeyError, ValueError):
+            return {}
+        with self.lock:
+            t0 = min(self.sent.values(), default=0.0)
+            rows = [r for r in rows if r["stamp_ns"] in self.sent and self.sent[r["stamp_ns"]] - t0 >= skip_s]
+        if len(rows) < 3:
+            return {}
+        out = {s: round(pct([r[f"{s}_ms"] for r in rows if r.get(f"{s}_ms") is not None], 50), 2)
+               for s in STAGES if any(r.get(f"{s}_ms") is not None for r in rows)}
+        published = sorted(r["depth_published_s"] for r in rows)
+        out["cycle"] = round(pct([(b - a) * 1e3 for a, b in itertools.pairwise(published)], 50), 2)
+        return out
+
     def _on_points(self, msg) -> None:
         with self.lock:
             self.points_rx += 1
@@ -647,6 +668,7 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
             answered, points = len(run.depth_rx), run.points_rx
         hz = (len(rx) - 1) / (rx[-1] - rx[0]) if len(rx) > 2 else 0.0
         split = run.frame_split(skip_s=2.0)
+        details["node_worker_cycle_p50_ms"] = run.worker_cycle(skip_s=2.0)
         r["node_output_hz"] = round(hz, 2)
         r["node_latency_p50_ms"] = round(pct(lat, 50), 1)
         r["node_latency_p95_ms"] = round(pct(lat, 95), 1)
@@ -674,7 +696,7 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
               f"{hz:.1f} Hz out, latency p50 {r['node_latency_p50_ms']} ms p95 {r['node_latency_p95_ms']} ms; "
               f"paced {paced_hz:.1f} Hz p50 {r['node_latency_p50_ms_paced']} ms; "
               f"peak RSS {r['node_peak_rss_mb']} MB", flush=True)
-        for key in ("node_frame_split_p50_ms", "node_frame_split_p50_ms_paced"):
+        for key in ("node_frame_split_p50_ms", "node_frame_split_p50_ms_paced", "node_worker_cycle_p50_ms"):
             if details.get(key):
                 print(f"  {key}: " + ", ".join(f"{k} {v} ms" for k, v in details[key].items()), flush=True)
     finally:
