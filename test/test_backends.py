@@ -139,10 +139,15 @@ def test_onnx_cache_is_reused(onnx_cache):
     stamp = path.stat().st_ino
     backend = OnnxRuntimeBackend(model, SIZE, cache_dir=onnx_cache)  # loads, does not export again
     assert path.stat().st_ino == stamp
+    assert backend.graph_file == path  # the session read the file itself: less memory than bytes
     x = torch.rand(1, 3, *SIZE)
     with torch.inference_mode():
         want = model(x)["depth"]
     np.testing.assert_allclose(backend(x)["depth"].numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+    # without a cache the graph goes to the session as bytes, with the same result
+    uncached = OnnxRuntimeBackend(model, SIZE, cache_dir=None)
+    assert uncached.graph_file is None
+    np.testing.assert_array_equal(uncached(x)["depth"].numpy(), backend(x)["depth"].numpy())
 
 
 def test_onnx_cache_key_changes_with_the_graph_version(onnx_cache, monkeypatch):
