@@ -22,6 +22,7 @@ estimator's model size: fixed shapes let ORT fold every shape computation.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import hashlib
 import io
@@ -198,6 +199,18 @@ def prune_cache(cache_dir: Path, keep: int = CACHE_KEEP) -> list[Path]:
     return gone
 
 
+def _return_free_heap() -> None:
+    """Hand the heap that building the session freed back to the OS (glibc ``malloc_trim``).
+
+    Why: the torch weights and the graph's protobuf are freed in pieces that glibc keeps mapped.
+    Measured on the demo checkpoint (ONNX Runtime fp32), steady RSS: 1353 -> 1197 MB on a start that
+    found its graph cached, 1695 -> 1630 MB on one that exported it. A no-op off glibc.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class OnnxRuntimeBackend:
     """An ONNX Runtime CPU session that stands in for ``model(batch)`` inside DepthEstimator."""
 
@@ -237,7 +250,10 @@ class OnnxRuntimeBackend:
         self.session = ort.InferenceSession(str(source) if isinstance(source, Path) else source, so,
                                             providers=["CPUExecutionProvider"])
         self.graph_file = source if isinstance(source, Path) else None  # the cached file it loaded, if any
+        del source
         self.input_name = self.session.get_inputs()[0].name
+        if release_model:
+            _return_free_heap()
 
     @staticmethod
     def prepare(rgb: np.ndarray) -> np.ndarray:
