@@ -106,17 +106,8 @@ def depth_msg_to_metres(msg: Image, depth_scale: float | None = None, *, invalid
 
 def numpy_to_image(array_: np.ndarray, encoding: str, header: Header | None = None) -> Image:
     """Image message from an array already in ``encoding``'s layout (little-endian, packed step)."""
-    data, step = imaging.encode_image(array_, encoding)
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height = int(array_.shape[0])
-    msg.width = int(array_.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = step
-    _set_data(msg, data)
-    return msg
+    data, _ = imaging.encode_image(array_, encoding)
+    return image_from_buffer(_byte_array(data), int(array_.shape[0]), int(array_.shape[1]), encoding, header)
 
 
 def camera_info_to_K(msg: CameraInfo) -> tuple[np.ndarray, tuple[int, int]]:
