@@ -130,6 +130,15 @@ def default_cache_dir() -> Path | None:
     return Path(base) / "moadepth"
 
 
+def _cache_hit(path: Path | None) -> bool:
+    """True when ``path`` holds a cached graph, which then counts as just used (for pruning)."""
+    if path is None or not path.is_file():
+        return False
+    with contextlib.suppress(OSError):  # a read-only cache still serves
+        os.utime(path)
+    return True
+
+
 def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
                cache_dir: str | Path | None | bool = True) -> bytes:
     """The serialised graph for ``precision`` (fp32: exported; int8: the fp32 graph quantised),
@@ -143,9 +152,7 @@ def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
     if cache_dir is True:
         cache_dir = default_cache_dir()
     path = _cache_file(Path(cache_dir), model, size, precision) if cache_dir else None
-    if path is not None and path.is_file():
-        with contextlib.suppress(OSError):  # last use, for pruning; a read-only cache still serves
-            os.utime(path)
+    if _cache_hit(path):
         return path.read_bytes()
     if precision == "int8":
         onnx_bytes = quantize_onnx_int8(onnx_graph(model, size, "fp32", cache_dir))
@@ -175,9 +182,7 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     if cache_dir is True:
         cache_dir = default_cache_dir()
     path = _cache_file(Path(cache_dir), model, (int(size[0]), int(size[1])), precision) if cache_dir else None
-    if path is not None and path.is_file():
-        with contextlib.suppress(OSError):  # last use, for pruning; a read-only cache still serves
-            os.utime(path)
+    if _cache_hit(path):
         return path
     data = onnx_graph(model, size, precision, cache_dir)
     return path if path is not None and path.is_file() else data
