@@ -31,17 +31,17 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from . import graph_cache
 from .errors import DeviceError
+from .graph_cache import cache_hit, default_cache_dir, prune_cache, write_atomic
+from .onnx_session import ORT_PRECISIONS, OUTPUTS, OnnxDepthSession
 
 log = logging.getLogger("moadepth")
 
 BACKENDS = ("torch", "torch_compile", "onnxruntime")
-ORT_PRECISIONS = ("fp32", "int8")
-OUTPUTS = ("depth", "uncertainty")
 
 
 class DepthOutputs(nn.Module):
@@ -102,41 +102,14 @@ def quantize_onnx_int8(onnx_bytes: bytes) -> bytes:
         return onnx.load(str(dst)).SerializeToString()
 
 
-#: Bumped whenever the exported graph's structure changes for the same weights (a faster formulation),
-#: so a cache written by older code is not reused. 2: the bin head without a softmax op; 3: the
-#: backbone's own attention formulation.
-GRAPH_VERSION = 3
-
-
 def _cache_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precision: str = "fp32") -> Path:
     """Cache key: the graph version, the size, the precision and every tensor's bytes, so changed
     weights or a changed graph never reuse a stale file."""
-    h = hashlib.sha256(f"v{GRAPH_VERSION} {size[0]}x{size[1]} {precision}".encode())
+    h = hashlib.sha256(f"v{graph_cache.GRAPH_VERSION} {size[0]}x{size[1]} {precision}".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().float().contiguous().numpy().tobytes())
     return cache_dir / f"moadepth-{h.hexdigest()[:16]}.onnx"
-
-
-def default_cache_dir() -> Path | None:
-    """``$MOADEPTH_ONNX_CACHE`` (empty: no cache), else ``$XDG_CACHE_HOME/moadepth`` or ``~/.cache/moadepth``.
-
-    Why a cache: exporting ViT-B/32 takes ~8 s, which would otherwise delay every node start.
-    """
-    env = os.environ.get("MOADEPTH_ONNX_CACHE")
-    if env is not None:
-        return Path(env).expanduser() if env else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "moadepth"
-
-
-def _cache_hit(path: Path | None) -> bool:
-    """True when ``path`` holds a cached graph, which then counts as just used (for pruning)."""
-    if path is None or not path.is_file():
-        return False
-    with contextlib.suppress(OSError):  # a read-only cache still serves
-        os.utime(path)
-    return True
 
 
 def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
@@ -152,7 +125,7 @@ def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
     if cache_dir is True:
         cache_dir = default_cache_dir()
     path = _cache_file(Path(cache_dir), model, size, precision) if cache_dir else None
-    if _cache_hit(path):
+    if cache_hit(path):
         return path.read_bytes()
     if precision == "int8":
         onnx_bytes = quantize_onnx_int8(onnx_graph(model, size, "fp32", cache_dir))
@@ -160,10 +133,7 @@ def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
         onnx_bytes = export_onnx_bytes(model, size)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(onnx_bytes)
-            tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+            write_atomic(path, onnx_bytes)
         except OSError as exc:  # a read-only home must not stop inference
             log.warning("could not cache the ONNX graph in %s: %s", path.parent, exc)
         else:
@@ -182,26 +152,10 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     if cache_dir is True:
         cache_dir = default_cache_dir()
     path = _cache_file(Path(cache_dir), model, (int(size[0]), int(size[1])), precision) if cache_dir else None
-    if _cache_hit(path):
+    if cache_hit(path):
         return path
     data = onnx_graph(model, size, precision, cache_dir)
     return path if path is not None and path.is_file() else data
-
-
-#: Graphs kept in the cache, most recently used first: a ViT-B/32 graph is ~360 MB (fp32) or ~100 MB
-#: (int8), and every retrained checkpoint makes new ones; 6 is fp32 + int8 for three checkpoints.
-CACHE_KEEP = 6
-
-
-def prune_cache(cache_dir: Path, keep: int = CACHE_KEEP) -> list[Path]:
-    """Delete all but the ``keep`` most recently used graphs in ``cache_dir``; returns what went."""
-    graphs = sorted(cache_dir.glob("moadepth-*.onnx"), key=lambda f: f.stat().st_mtime_ns, reverse=True)
-    gone = []
-    for old in graphs[keep:]:
-        with contextlib.suppress(OSError):  # another process may have pruned it first
-            old.unlink()
-            gone.append(old)
-    return gone
 
 
 def _return_free_heap() -> None:
@@ -216,8 +170,9 @@ def _return_free_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-class OnnxRuntimeBackend:
-    """An ONNX Runtime CPU session that stands in for ``model(batch)`` inside DepthEstimator."""
+class OnnxRuntimeBackend(OnnxDepthSession):
+    """An ONNX Runtime CPU session made from a network, standing in for ``model(batch)`` inside
+    DepthEstimator (frames go through the torch-free :meth:`OnnxDepthSession.predict`)."""
 
     def __init__(self, model: nn.Module, size: tuple[int, int], *, threads: int | None = None,
                  cache_dir: str | Path | None | bool = True, precision: str = "fp32",
@@ -230,54 +185,16 @@ class OnnxRuntimeBackend:
         dead weight (ViT-B/32 fp32, estimator alone: steady RSS 2064 -> 1620 MB, peak 2293 -> 1949 MB).
         The module keeps its config and structure; running it then fails loudly.
         """
-        try:
-            import onnxruntime as ort
-        except ImportError:  # pragma: no cover - onnxruntime is pinned in requirements.txt
-            raise DeviceError("backend onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
-        self.size = (int(size[0]), int(size[1]))
-        self.precision = precision
-        source = onnx_graph_source(model, self.size, precision, cache_dir)
+        size = (int(size[0]), int(size[1]))
+        source = onnx_graph_source(model, size, precision, cache_dir)
         if release_model:
             model.to("meta")
             gc.collect()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads or torch.get_num_threads())
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        # ORT's pool spins between ops (fast) and, by default, keeps spinning after a run ends: on a
-        # 2-core robot CPU that starves the threads that receive the next image and publish this
-        # depth. Stopping the spin after each run (spinning inside it stays): measured in the node at
-        # 30 Hz input, 9.5-9.9 -> 11.3-12.1 Hz out, latency p50 92-98 -> 79-85 ms; a bare run the same.
-        so.add_session_config_entry("session.force_spinning_stop", "1")
         # (the file was just marked most recently used, so pruning by another process cannot take it)
-        self.session = ort.InferenceSession(str(source) if isinstance(source, Path) else source, so,
-                                            providers=["CPUExecutionProvider"])
-        self.graph_file = source if isinstance(source, Path) else None  # the cached file it loaded, if any
+        super().__init__(source, size, precision=precision, threads=threads)
         del source
-        self.input_name = self.session.get_inputs()[0].name
         if release_model:
             _return_free_heap()
-
-    @staticmethod
-    def prepare(rgb: np.ndarray) -> np.ndarray:
-        """(1,3,H,W) float32 in [0, 1] from an HxWx3 uint8 image already at the model size, bit for bit
-        what ``DepthEstimator.preprocess`` makes with torch, in numpy.
-
-        Why numpy: any torch op wakes torch's OpenMP team, whose threads then spin on the same cores
-        as ONNX Runtime's pool while it runs. Measured on 2 cores with the int8 graph: torch
-        preprocessing + run 67-72 ms against 49-53 ms for the numpy path (raw run 47-49 ms).
-        """
-        return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]).astype(np.float32) / np.float32(255.0)
-
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(1,3,H,W) float32 in [0, 1] -> (depth, uncertainty), each (1,1,H,W) float32."""
-        if tuple(x.shape) != (1, 3, *self.size):
-            raise DeviceError(f"the ONNX Runtime backend runs batch 1 at {self.size[0]}x{self.size[1]}, "
-                              f"got a batch of shape {tuple(x.shape)}")
-        depth, unc = self.session.run(list(OUTPUTS), {self.input_name: np.ascontiguousarray(x, np.float32)})
-        return depth, unc
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """(1,3,H,W) float in [0, 1] -> {"depth", "uncertainty"} (1,1,H,W) float32 tensors."""

@@ -29,6 +29,10 @@ class DataError(MoadepthError):
     """A dataset, image or bag cannot be read or has the wrong content."""
 
 
+UNTRAINED_WARNING = ("RUNNING AN UNTRAINED NETWORK: its depth is meaningless and must never feed a costmap; "
+                     "pass a trained checkpoint for real use")
+
+
 class UntrainedError(MoadepthError):
     """An untrained network was asked for without ``allow_untrained``."""
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -135,12 +134,3 @@ def relative_uncertainty(probs: torch.Tensor, centers: torch.Tensor, depth: torc
     """
     return _spread(*bin_moments(probs, centers)) / depth
 
-
-def confidence_from_uncertainty(rel_unc: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """0..1 confidence: 1 − relative spread, clipped (a flat distribution scores ≈ 0).
-
-    Takes a numpy array too, so inference can publish confidence without a torch op per frame.
-    """
-    if isinstance(rel_unc, np.ndarray):
-        return np.clip(rel_unc.dtype.type(1.0) - rel_unc, 0.0, 1.0).astype(rel_unc.dtype, copy=False)
-    return (1.0 - rel_unc).clamp(0.0, 1.0)

@@ -11,28 +11,24 @@ is no bf16 hardware, at a small, measurable cost in accuracy.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 
 from .backends import CompiledTorchBackend, OnnxRuntimeBackend, check_backend
 from .checkpoint import load_checkpoint
 from .config import ModelConfig
-from .errors import DataError, DeviceError, UntrainedError
-from .head import confidence_from_uncertainty
+from .errors import UNTRAINED_WARNING, DataError, DeviceError, UntrainedError
+from .graph_cache import CachedGraph, checkpoint_alias, write_alias
 from .network import MoADepthCLIP, build_model
+from .prediction import DepthResult, finish, resize_to_model
+from .runtime_choice import choose_backend, choose_precision, cpu_has_native_bf16
 
 log = logging.getLogger("moadepth")
-
-UNTRAINED_WARNING = ("RUNNING AN UNTRAINED NETWORK: its depth is meaningless and must never feed a costmap; "
-                     "pass a trained checkpoint for real use")
 
 #: torch dtype of the weights and input per precision; int8 lives inside the ONNX Runtime graph,
 #: so torch keeps fp32 around it.
@@ -55,42 +51,6 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX-BF16)."""
-    try:
-        caps = torch.cpu.get_capabilities()
-    except (AttributeError, RuntimeError):  # older torch, or a CPU it cannot query
-        return False
-    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
-
-
-def choose_precision(precision: str, device: torch.device, backend: str = "torch") -> str:
-    """The concrete precision for ``auto`` (others pass through): the fastest this hardware runs natively.
-
-    CUDA: bf16 where the GPU supports it, else fp16. CPU: bf16 with AVX512-BF16/AMX, else fp32.
-    Backend onnxruntime: fp32; its int8 is never chosen for you, since it changes the depth a little.
-    """
-    if precision != "auto":
-        return precision
-    if backend == "onnxruntime":
-        return "fp32"
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
-
-
-def choose_backend(backend: str, device: torch.device, precision: str) -> str:
-    """The concrete backend for ``auto`` (others pass through), given the concrete precision.
-
-    ONNX Runtime for fp32 and int8 on the CPU: at fp32 it computes torch's numbers (parity 1e-4,
-    tested) 1.3-2x faster on both build CPUs (docs/PERFORMANCE.md). torch for bf16/fp16 and CUDA.
-    ``torch_compile`` is never automatic: it needs a C++ compiler and compiles for tens of seconds.
-    """
-    if backend != "auto":
-        return backend
-    return "onnxruntime" if device.type == "cpu" and precision in ("fp32", "int8") else "torch"
-
-
 def resolve_runtime(device: str, precision: str, backend: str) -> tuple[torch.device, str, str]:
     """(device, precision, backend) with every ``auto`` decided: what DepthEstimator will run.
 
@@ -108,31 +68,6 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "fp16" and device.type != "cuda":
         raise DeviceError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
     return _DTYPES[precision]
-
-
-@dataclass
-class DepthResult:
-    """One frame's prediction. Depth is ready at once; uncertainty and confidence are resized to the
-    output size on first access, so a node can publish depth before paying for them."""
-
-    depth: np.ndarray  # HxW float32 metres
-    #: relative spread (std / depth) at the network's own resolution
-    model_uncertainty: np.ndarray
-    #: seconds spent in preprocess / forward (to host memory) / postprocess, for diagnostics
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @functools.cached_property
-    def uncertainty(self) -> np.ndarray:
-        """HxW float32 relative spread (std / depth), at the depth's size."""
-        unc = self.model_uncertainty
-        if unc.shape != self.depth.shape:
-            unc = cv2.resize(unc, (self.depth.shape[1], self.depth.shape[0]), interpolation=cv2.INTER_LINEAR)
-        return unc.astype(np.float32, copy=False)
-
-    @functools.cached_property
-    def confidence(self) -> np.ndarray:
-        """HxW float32 in 0..1, at the depth's size."""
-        return confidence_from_uncertainty(self.uncertainty)
 
 
 class DepthEstimator:
@@ -153,6 +88,7 @@ class DepthEstimator:
         self.checkpoint_path = str(checkpoint) if checkpoint else None
         self.train_focal_px: float | None = None
         owns_model = model is None
+        data: dict = {}
         if model is not None:
             self.untrained = False
         elif checkpoint:
@@ -182,18 +118,26 @@ class DepthEstimator:
             # A model the caller passed in stays theirs; one loaded here is released to ONNX Runtime.
             self._runtime = OnnxRuntimeBackend(self.model, self.model_size, precision=self.precision,
                                                release_model=owns_model)
+            if self._runtime.graph_file is not None and data.get("backbone", {}).get("fingerprint") is not None:
+                # the next start finds this graph from the checkpoint's bytes, without torch
+                # (estimator_loader); only for checkpoints whose CLIP weights were just verified
+                self._record_alias(checkpoint, input_size, pretrained)
         elif backend == "torch_compile":
             self._runtime = CompiledTorchBackend(self.model, self.model_size, self.device, self.dtype)
 
+    def _record_alias(self, checkpoint: str | Path, input_size: tuple[int, int] | None,
+                      pretrained: str | None) -> None:
+        graph = self._runtime.graph_file
+        try:
+            alias = checkpoint_alias(graph.parent, checkpoint, input_size, self.precision, pretrained)
+        except OSError as exc:  # the checkpoint went away meanwhile: only the next start is slower
+            log.warning("could not fingerprint checkpoint %s for the graph cache: %s", checkpoint, exc)
+            return
+        write_alias(alias, CachedGraph(graph, self.model_size, self.train_focal_px))
+
     def resize_input(self, rgb: np.ndarray) -> np.ndarray:
         """The HxWx3 uint8 RGB frame checked and resized to the model size (what training does)."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise DataError(f"expected an HxWx3 uint8 RGB image, got shape {rgb.shape} dtype {rgb.dtype}")
-        h, w = self.model_size
-        if rgb.shape[:2] != (h, w):
-            interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
-            rgb = cv2.resize(rgb, (w, h), interpolation=interp)
-        return rgb
+        return resize_to_model(rgb, self.model_size)
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(self.resize_input(rgb))).permute(2, 0, 1).unsqueeze(0)
@@ -207,19 +151,12 @@ class DepthEstimator:
         return self.model(batch.to(self.device, self.dtype))
 
     def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:
-        t0 = time.perf_counter()
         if isinstance(self._runtime, OnnxRuntimeBackend):  # no torch op per frame: see its prepare()
-            x = self._runtime.prepare(self.resize_input(rgb))
-            t1 = time.perf_counter()
-            depth, unc = (a[0, 0] for a in self._runtime.run(x))
-        else:
-            batch = self.preprocess(rgb)
-            t1 = time.perf_counter()
-            out = self.forward(batch)
-            depth = out["depth"][0, 0].float().cpu().numpy()
-            unc = out["uncertainty"][0, 0].float().cpu().numpy()
-        t2 = time.perf_counter()
-        if output_size == "input" and depth.shape != rgb.shape[:2]:
-            depth = cv2.resize(depth, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-        timings = {"preprocess": t1 - t0, "forward": t2 - t1, "postprocess": time.perf_counter() - t2}
-        return DepthResult(depth.astype(np.float32, copy=False), unc.astype(np.float32, copy=False), timings)
+            return self._runtime.predict(rgb, output_size)
+        t0 = time.perf_counter()
+        batch = self.preprocess(rgb)
+        t1 = time.perf_counter()
+        out = self.forward(batch)
+        depth = out["depth"][0, 0].float().cpu().numpy()
+        unc = out["uncertainty"][0, 0].float().cpu().numpy()
+        return finish(depth, unc, rgb.shape[:2], output_size, {"preprocess": t1 - t0, "forward": time.perf_counter() - t1})

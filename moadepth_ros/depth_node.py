@@ -17,6 +17,9 @@ Loading on the executor thread and inferring on the worker gave two teams: measu
 2-core machine, the same bf16 forward took ~80 ms on the worker against ~42 ms when one thread
 did all the torch work.
 
+A restart on a checkpoint whose ONNX Runtime graph is cached does not import torch at all
+(:mod:`moadepth_core.estimator_loader`): less memory and a start in about a second.
+
 ``depth_node`` runs the plain node; ``depth_node --lifecycle`` runs the managed variant
 (configure loads the model, activate publishes, deactivate stops, cleanup frees it).
 """
@@ -32,6 +35,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rclpy
@@ -47,14 +51,17 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from moadepth_core import depth_postprocess as post
-from moadepth_core.backends import default_cache_dir
-from moadepth_core.errors import DataError, MoadepthError
+from moadepth_core.errors import UNTRAINED_WARNING, DataError, MoadepthError
+from moadepth_core.estimator_loader import CachedGraphEstimator, load_estimator, plan_runtime
 from moadepth_core.frame_pacing import FramePacer
-from moadepth_core.inference import UNTRAINED_WARNING, DepthEstimator, resolve_runtime
+from moadepth_core.graph_cache import default_cache_dir
 from moadepth_core.pointcloud import depth_cloud_nbytes
 from moadepth_ros import messages, transport
 from moadepth_ros.diagnostics import FrameStats, TimingLog
 from moadepth_ros.node_config import BY_NAME, PARAMS, check_value
+
+if TYPE_CHECKING:  # the node imports torch only where it builds the network (estimator_loader)
+    from moadepth_core.inference import DepthEstimator
 
 NODE_NAME = "moadepth"
 #: Largest image side accepted: far beyond any camera, small enough to refuse corrupt headers early.
@@ -111,7 +118,7 @@ class _DepthNodeMixin:
     """Everything the plain and the lifecycle node share; the subclass decides *when* to load and publish."""
 
     def _init_common(self) -> None:
-        self._estimator: DepthEstimator | None = None
+        self._estimator: DepthEstimator | CachedGraphEstimator | None = None
         self._active = False
         self._cfg: dict = {p.name: p.default for p in PARAMS}
         self.stats = FrameStats()
@@ -206,7 +213,7 @@ class _DepthNodeMixin:
         Built on the inference thread, where every later forward runs (see the module docstring).
         """
         c = self._cfg
-        _, precision, backend = resolve_runtime(c["device"], c["precision"], c["backend"])
+        _, precision, backend = plan_runtime(c["device"], c["precision"], c["backend"])
         if backend == "torch_compile":
             self.get_logger().info("backend torch_compile: compiling the network before the first frame "
                                    "(~30-50 s on 2 cores; Inductor caches kernels on disk for later starts)")
@@ -220,10 +227,13 @@ class _DepthNodeMixin:
             raise DataError(f"input_height {c['input_height']} and input_width {c['input_width']}: set both "
                             f"(multiples of 32) or leave both 0 for the checkpoint's training size")
         input_size = (c["input_height"], c["input_width"]) if c["input_height"] else None
-        self._estimator = self._on_worker(lambda: DepthEstimator(
+        self._estimator = self._on_worker(lambda: load_estimator(
             c["checkpoint"] or None, allow_untrained=c["allow_untrained"], device=c["device"],
             precision=c["precision"], backend=c["backend"], input_size=input_size))
         est = self._estimator
+        if isinstance(est, CachedGraphEstimator):
+            self.get_logger().info(f"started from the graph cached for this checkpoint ({est.graph_file}), "
+                                   f"without building the network or importing torch")
         if est.untrained:
             self.get_logger().error(UNTRAINED_WARNING)
         if c["focal_scaling"] and est.train_focal_px is None:

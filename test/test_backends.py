@@ -152,18 +152,19 @@ def test_onnx_cache_is_reused(onnx_cache):
 
 def test_onnx_cache_key_changes_with_the_graph_version(onnx_cache, monkeypatch):
     """A cache written before the graph's structure changed (same weights) must not be reused."""
-    from moadepth_core import backends
+    from moadepth_core import graph_cache
 
     model = _small_model()
     old = _cache_file(onnx_cache, model, SIZE)
-    monkeypatch.setattr(backends, "GRAPH_VERSION", backends.GRAPH_VERSION + 1)
+    monkeypatch.setattr(graph_cache, "GRAPH_VERSION", graph_cache.GRAPH_VERSION + 1)
     assert _cache_file(onnx_cache, model, SIZE) != old
 
 
 def test_onnx_cache_keeps_the_most_recently_used_graphs(onnx_cache, tmp_path):
     """Every retrained checkpoint adds graphs of hundreds of MB: the cache keeps the newest few, and
     using a graph counts as new (a node restarted on an old checkpoint keeps its graph)."""
-    from moadepth_core.backends import CACHE_KEEP, onnx_graph, prune_cache
+    from moadepth_core.backends import onnx_graph
+    from moadepth_core.graph_cache import CACHE_KEEP, prune_cache
 
     folder = tmp_path / "cache"
     folder.mkdir()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from moadepth_core import runtime_choice
 from moadepth_core.checkpoint import load_checkpoint, save_checkpoint
 from moadepth_core.errors import CheckpointError, DeviceError, UntrainedError
 from moadepth_core.inference import DepthEstimator, choose_precision, cpu_has_native_bf16
@@ -123,11 +124,11 @@ def test_estimator_device_and_precision_errors(trained):
             DepthEstimator(path, device="cpu", precision="fp16")
 
 
-@pytest.mark.parametrize(("caps", "cpu_auto"), [({"avx512_bf16": True}, "bf16"), ({"amx_bf16": True}, "bf16"),
-                                                ({"avx512_bf16": False, "avx512_f": True}, "fp32")])
-def test_auto_precision_is_bf16_only_on_cpus_that_run_it_natively(monkeypatch, caps, cpu_auto):
+@pytest.mark.parametrize(("flags", "cpu_auto"), [({"avx512f", "avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"),
+                                                 ({"avx512f", "avx512_vnni"}, "fp32")])
+def test_auto_precision_is_bf16_only_on_cpus_that_run_it_natively(monkeypatch, flags, cpu_auto):
     # Emulated bf16 measured ~2x slower than fp32 on an AVX-512 Xeon without AVX512-BF16 (PERFORMANCE.md).
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    monkeypatch.setattr(runtime_choice, "_x86_linux_cpu_flags", lambda: flags)
     cpu = torch.device("cpu")
     assert choose_precision("auto", cpu) == cpu_auto
     assert choose_precision("auto", cpu, backend="onnxruntime") == "fp32"  # ORT runs fp32 only
@@ -142,7 +143,7 @@ def test_estimator_auto_precision_runs_what_it_reports(trained, monkeypatch, cap
     assert est.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert {p.dtype for p in est.model.parameters()} == {est.dtype}
     # explicit bf16 where it would be emulated: allowed, with one warning that names the way out
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": False})
+    monkeypatch.setattr(runtime_choice, "_x86_linux_cpu_flags", lambda: {"avx512f"})
     with caplog.at_level(logging.WARNING, logger="moadepth"):
         assert DepthEstimator(path, device="cpu", precision="bf16").precision == "bf16"
     assert any("emulated" in r.getMessage() and "precision auto or fp32" in r.getMessage() for r in caplog.records)

@@ -363,16 +363,18 @@ def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monk
 
     threads: dict[str, set[int]] = {"build": set(), "predict": set()}
 
-    class Recording(dn.DepthEstimator):
-        def __init__(self, *a, **kw):
-            threads["build"].add(threading.get_ident())
-            super().__init__(*a, **kw)
+    def recording(*a, load=dn.load_estimator, **kw):
+        threads["build"].add(threading.get_ident())
+        est = load(*a, **kw)
 
-        def predict(self, *a, **kw):
+        def predict(*pa, predict=est.predict, **pkw):
             threads["predict"].add(threading.get_ident())
-            return super().predict(*a, **kw)
+            return predict(*pa, **pkw)
 
-    monkeypatch.setattr(dn, "DepthEstimator", Recording)
+        est.predict = predict
+        return est
+
+    monkeypatch.setattr(dn, "load_estimator", recording)
     node = DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
                                           Parameter("max_uncertainty", value=1000.0)])
     client = Client()

@@ -41,9 +41,19 @@ def ros():
     rclpy.try_shutdown()
 
 
+def _maps_torch(pid: int) -> bool:
+    """Whether the process has torch's library mapped: the kernel's view, not the process's word."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
 def test_node_process_answers_a_separate_client(ros):
     assert EXE.exists(), "depth_node is not installed in the venv (pip install -e .)"
     ck = str(checkpoint_file())
+    # this checkpoint's graph is cached (exported here if no earlier test did): the node restarts
+    # from it without torch, as on a robot's every start but the first
+    from moadepth_core.estimator_loader import load_estimator
+
+    load_estimator(ck, device="cpu")
     # the refusals start in parallel with the real node: each costs one interpreter start-up
     refusals = {"untrained": _start(), "cuda": _start("-p", f"checkpoint:={ck}", "-p", "device:=cuda")}
     proc = _start("-p", f"checkpoint:={ck}", "-p", "max_uncertainty:=1000.0", "-p", "min_depth:=0.0",
@@ -69,6 +79,9 @@ def test_node_process_answers_a_separate_client(ros):
         d = client.got("depth")[-1]
         assert d.header.frame_id == "proc_cam" and stamp <= d.header.stamp.sec * 10**9 + d.header.stamp.nanosec
         assert (d.height, d.width) == (H, W) and d.encoding == "32FC1"
+        if sys.platform == "linux":
+            assert not _maps_torch(proc.pid)
+            assert _maps_torch(os.getpid())  # the probe finds torch where it is loaded
     finally:
         spin.close()
         client.destroy_node()
@@ -80,6 +93,7 @@ def test_node_process_answers_a_separate_client(ros):
             out = proc.communicate()[0]
     assert proc.returncode == 0, out
     assert "Traceback" not in out
+    assert "started from the graph cached for this checkpoint" in out
     for name, p in refusals.items():
         try:
             out = p.communicate(timeout=90)[0]

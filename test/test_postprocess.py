@@ -9,8 +9,9 @@ import torch
 from moadepth_core import depth_postprocess as post
 from moadepth_core import geometry
 from moadepth_core.errors import DataError
-from moadepth_core.head import confidence_from_uncertainty, relative_uncertainty
+from moadepth_core.head import relative_uncertainty
 from moadepth_core.pointcloud import pack_points, unpack_points, unpack_rgb
+from moadepth_core.prediction import confidence_from_uncertainty
 
 
 def _K(h, w):

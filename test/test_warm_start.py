@@ -1,0 +1,169 @@
+"""A restart on a checkpoint whose ONNX Runtime graph is cached: found from the checkpoint's bytes,
+run without torch, with the same depth as a full build; anything else falls back to the full build."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moadepth_core import graph_cache, runtime_choice
+from moadepth_core.checkpoint import save_checkpoint
+from moadepth_core.estimator_loader import CachedGraphEstimator, load_estimator, plan_runtime
+from moadepth_core.inference import DepthEstimator, resolve_runtime
+from moadepth_core.onnx_session import default_threads
+from model_cache import fresh_model
+
+SIZE = [64, 96]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(1)
+    model = fresh_model(backbone="ViT-S-32", image_size=SIZE)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    save_checkpoint(path, model, train_focal_px=77.5)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, checkpoint) -> Path:
+    """A cache of this module's own, where the checkpoint's first start (the export) already ran."""
+    folder = tmp_path_factory.mktemp("onnx")
+    old = os.environ.get("MOADEPTH_ONNX_CACHE")
+    os.environ["MOADEPTH_ONNX_CACHE"] = str(folder)
+    first = load_estimator(checkpoint, device="cpu")  # a miss: builds, exports, records the alias
+    assert isinstance(first, DepthEstimator) and first.backend == "onnxruntime"
+    yield folder
+    if old is None:
+        os.environ.pop("MOADEPTH_ONNX_CACHE", None)
+    else:
+        os.environ["MOADEPTH_ONNX_CACHE"] = old
+
+
+def _frame(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (48, 72, 3), dtype=np.uint8)
+
+
+def test_cpu_features_read_without_torch_match_torch():
+    """The bf16 rule reads /proc/cpuinfo; torch's own CPUID probe is the reference."""
+    caps = torch.cpu.get_capabilities()
+    assert runtime_choice.cpu_has_native_bf16() == bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    if runtime_choice.cuda_certainly_absent():
+        assert not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+@pytest.mark.parametrize("precision", ["auto", "fp32", "int8", "bf16"])
+@pytest.mark.parametrize("backend", ["auto", "onnxruntime", "torch"])
+def test_runtime_decided_without_torch_is_the_one_torch_decides(device, precision, backend):
+    plan = runtime_choice.cpu_runtime_without_torch(device, precision, backend)
+    dev, prec, be = resolve_runtime(device, precision, backend)
+    if plan is None:  # only where a GPU might be there
+        assert device == "auto" and not runtime_choice.cuda_certainly_absent()
+    else:
+        assert dev.type == "cpu" and plan == (prec, be)
+    assert plan_runtime(device, precision, backend) == (str(dev), prec, be)
+    assert runtime_choice.cpu_runtime_without_torch("cuda", precision, backend) is None
+
+
+def test_default_threads_without_torch_are_torchs(tmp_path):
+    """A torch-free process sizes ONNX Runtime's pool as torch would (physical cores, OMP_NUM_THREADS)."""
+    code = "import sys; from moadepth_core.onnx_session import default_threads; " \
+           "print(default_threads(), 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    want = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                          capture_output=True, text=True, env=env, check=True).stdout
+    assert got.split() == [want.strip(), "False"]
+    env["OMP_NUM_THREADS"] = "1"
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert got.split()[0] == "1"
+    assert default_threads() == torch.get_num_threads()  # torch loaded here: its own count
+
+
+def test_second_start_reads_the_cached_graph_and_gives_the_same_depth(cache, checkpoint):
+    first = DepthEstimator(checkpoint, device="cpu", backend="auto")  # the full build, for reference
+    alias = graph_cache.checkpoint_alias(cache, checkpoint, None, "fp32")
+    assert json.loads(alias.read_text())["graph"] == first._runtime.graph_file.name
+
+    second = load_estimator(checkpoint, device="cpu")
+    assert isinstance(second, CachedGraphEstimator)
+    assert second.graph_file == first._runtime.graph_file
+    assert (second.model_size, second.train_focal_px, second.precision) == \
+        (first.model_size, first.train_focal_px, first.precision) == ((64, 96), 77.5, "fp32")
+    for seed in range(3):
+        a, b = first.predict(_frame(seed)), second.predict(_frame(seed))
+        np.testing.assert_array_equal(a.depth, b.depth)
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+    small = second.predict(_frame(), output_size="model")
+    assert small.depth.shape == (64, 96) and set(small.timings) == {"preprocess", "forward", "postprocess"}
+
+
+def test_settings_or_bytes_that_differ_miss_the_alias(cache, checkpoint, tmp_path):
+    # another size, precision or CLIP weights source is another graph: built in full
+    assert isinstance(load_estimator(checkpoint, device="cpu", input_size=(32, 64)), DepthEstimator)
+    assert isinstance(load_estimator(checkpoint, device="cpu", pretrained="none"), DepthEstimator)
+    # the same bytes under another name still hit; one byte changed does not
+    moved = tmp_path / "moved.pt"
+    shutil.copy(checkpoint, moved)
+    assert isinstance(load_estimator(moved, device="cpu"), CachedGraphEstimator)
+    data = bytearray(moved.read_bytes())
+    data[-1] ^= 0xFF
+    moved.write_bytes(bytes(data))
+    assert graph_cache.read_alias(graph_cache.checkpoint_alias(cache, moved, None, "fp32")) is None
+    # the backends that need torch never take the cached path
+    assert isinstance(load_estimator(checkpoint, device="cpu", backend="torch"), DepthEstimator)
+    assert isinstance(load_estimator(checkpoint, device="cpu", precision="int8"), DepthEstimator)
+    assert isinstance(load_estimator(checkpoint, device="cpu", precision="int8"), CachedGraphEstimator)
+
+
+def test_an_alias_whose_graph_was_pruned_is_a_miss_and_goes_too(cache, checkpoint):
+    graph = load_estimator(checkpoint, device="cpu").graph_file
+    graph.unlink()
+    assert isinstance(load_estimator(checkpoint, device="cpu"), DepthEstimator)  # rebuilt, re-recorded
+    assert isinstance(load_estimator(checkpoint, device="cpu"), CachedGraphEstimator)
+    naming = {a for a in cache.glob(f"{graph_cache.ALIAS_PREFIX}*.json") if json.loads(a.read_text())["graph"] == graph.name}
+    others = set(cache.iterdir()) - naming - {graph}
+    graph.unlink()
+    assert graph_cache.checkpoint_alias(cache, checkpoint, None, "fp32") in naming
+    assert set(graph_cache.prune_cache(cache)) == naming  # the aliases of other graphs stay
+    assert set(cache.iterdir()) == others
+    assert isinstance(load_estimator(checkpoint, device="cpu"), DepthEstimator)  # and the next start rebuilds
+
+
+def test_a_missing_checkpoint_still_fails_in_one_sentence(cache, tmp_path):
+    from moadepth_core.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_estimator(tmp_path / "nope.pt", device="cpu")
+
+
+def test_warm_start_imports_no_torch(cache, checkpoint):
+    """The point of it all: a process that starts from the cached graph never loads torch."""
+    code = textwrap.dedent(f"""
+        import sys, numpy as np
+        from moadepth_core.estimator_loader import load_estimator
+        est = load_estimator({str(checkpoint)!r}, device="auto")
+        res = est.predict(np.zeros((48, 72, 3), np.uint8))
+        print(type(est).__name__, res.depth.shape, res.confidence.dtype,
+              sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT, env=dict(os.environ)).stdout.strip()
+    if not runtime_choice.cuda_certainly_absent():  # device auto with a CUDA driver: torch decides
+        pytest.skip("a CUDA driver is installed here, so device auto needs torch")
+    assert out == "CachedGraphEstimator (48, 72) float32 []"
