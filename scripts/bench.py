@@ -25,6 +25,9 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
            latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS, and each
            frame's latency split (transport in, node stages, transport out) by joining the node's
            ``timing_log`` rows with this process's publish/receive times (both CLOCK_MONOTONIC)
+  node_start  depth_node's start on a new checkpoint (exports the ONNX Runtime graph) and its next
+           start on the same one (reads the cached graph without torch): seconds to the first depth,
+           peak and settled RSS of each
   soak     (--soak only) issue 7: 2,000 frames at max rate through the node; RSS growth after
            warm-up, last frame answered, counts
 """
@@ -409,6 +412,8 @@ class NodeRun:
         for k, v in params.items():
             cmd += ["-p", f"{k}:={v}"]
         self.log = tempfile.NamedTemporaryFile("w+", prefix="depth_node-", suffix=".log", delete=False)
+        self.t_spawn = time.monotonic()
+        self.first_depth_s: float | None = None  # spawn -> first depth received (wait_ready)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=os.environ.copy())
         self.ps = psutil.Process(self.proc.pid)
         self.rss_samples: list[tuple[float, int]] = []
@@ -535,6 +540,7 @@ class NodeRun:
             time.sleep(0.5)
             with self.lock:
                 if self.depth_rx:
+                    self.first_depth_s = self.depth_rx[0][1] - self.t_spawn
                     return True
         return False
 
@@ -615,6 +621,14 @@ class NodeRun:
             return "\n".join(Path(self.log.name).read_text().splitlines()[-n:])
         except OSError:
             return ""
+
+
+    def started_from_cache(self) -> bool:
+        """Whether the node says it started from a cached graph without torch (its log)."""
+        try:
+            return "started from the graph cached" in Path(self.log.name).read_text()
+        except OSError:
+            return False
 
 
 def make_checkpoint(tmp: Path, size: tuple[int, int] = (224, 224)) -> Path:
@@ -711,6 +725,43 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
             r["node_overhead_ratio_paced"] = round(r["node_latency_p50_ms_paced"] / fwd, 2)
         res.update({k + suffix: v for k, v in r.items()})
         res["details"].update({k + suffix: v for k, v in details.items()})
+
+
+def stage_node_start(res: dict, tmp: Path) -> None:
+    """depth_node's first start on a new checkpoint (it exports the graph) and its next start on the
+    same checkpoint (a robot's every other start): seconds from spawn to the first depth (frames go
+    out at 2 Hz meanwhile, so ±0.5 s), peak RSS, and RSS after 5 s at 10 Hz."""
+    import shutil
+
+    cache = tmp / "onnx-start"
+    shutil.rmtree(cache, ignore_errors=True)
+    old = os.environ.get("MOADEPTH_ONNX_CACHE")
+    os.environ["MOADEPTH_ONNX_CACHE"] = str(cache)
+    ckpt = make_checkpoint(tmp)
+    try:
+        for key in ("first", "next"):
+            run = NodeRun(ckpt, res["node_precision"], {"backend": "auto"})
+            try:
+                if not run.wait_ready(300):
+                    print(f"  node ({key} start): no depth within 300 s; node log:\n" + run.log_tail())
+                    res[f"node_{key}_start_error"] = "no output"
+                    return
+                run.drive(10.0, duration_s=5.0)
+                settled = run.sample_rss()
+                res[f"node_{key}_start_s"] = round(run.first_depth_s, 1)
+                res[f"node_{key}_start_peak_rss_mb"] = round(run.peak_rss() / 2**20, 1)
+                res[f"node_{key}_start_settled_rss_mb"] = round(settled / 2**20, 1)
+                res["details"][f"node_{key}_start_without_torch"] = run.started_from_cache()
+                print(f"  node, {key} start: first depth after {res[f'node_{key}_start_s']} s, peak RSS "
+                      f"{res[f'node_{key}_start_peak_rss_mb']} MB, settled {res[f'node_{key}_start_settled_rss_mb']} MB, "
+                      f"from the cached graph without torch: {run.started_from_cache()}", flush=True)
+            finally:
+                run.close()
+    finally:
+        if old is None:
+            os.environ.pop("MOADEPTH_ONNX_CACHE", None)
+        else:
+            os.environ["MOADEPTH_ONNX_CACHE"] = old
 
 
 def stage_soak(res: dict, tmp: Path, frames: int, warmup_frames: int) -> None:
@@ -810,7 +861,13 @@ def print_table(res: dict) -> None:
         ("node_nonforward_share", "per frame: (latency - its forward) / its forward, p50", "x"),
         ("node_nonforward_share_paced", "same at a paced input", "x"),
         ("node_overhead_ratio_paced", "paced node latency p50 / raw forward", "x"),
-        ("node_peak_rss_mb", "depth_node peak RSS", "MB"),
+        ("node_peak_rss_mb", "depth_node peak RSS (graph cached by the bench's own estimator)", "MB"),
+        ("node_first_start_s", "depth_node, new checkpoint (exports): seconds to the first depth", "s"),
+        ("node_first_start_peak_rss_mb", "same: peak RSS", "MB"),
+        ("node_first_start_settled_rss_mb", "same: RSS after 5 s at 10 Hz", "MB"),
+        ("node_next_start_s", "depth_node, next start (cached graph): seconds to the first depth", "s"),
+        ("node_next_start_peak_rss_mb", "same: peak RSS", "MB"),
+        ("node_next_start_settled_rss_mb", "same: RSS after 5 s at 10 Hz", "MB"),
         ("transport_tiny_ms", "DDS alone (idle processes): tiny message, publish -> callback p50", "ms"),
         ("transport_image_ms", "DDS alone (idle processes): 640x480 rgb8, publish -> callback p50", "ms"),
         ("transport_depth_ms", "DDS alone (idle processes): 640x480 32FC1, publish -> callback p50", "ms"),
@@ -875,9 +932,10 @@ def main(argv: list[str] | None = None) -> int:
         transport_echo(argv[1], float(argv[2]))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="forward,pack,train,peer,transport,node,node_compiled,node_onnxruntime_int8",
+    ap.add_argument("--stages",
+                    default="forward,pack,train,peer,transport,node,node_compiled,node_onnxruntime_int8,node_start",
                     help="comma-separated subset of forward,pack,train,peer,transport,node (backend auto, the "
-                         "node's default),node_compiled,node_onnxruntime_int8, and on request node_latest "
+                         "node's default),node_compiled,node_onnxruntime_int8,node_start, and on request node_latest "
                          "(frame_policy latest), node_torch, node_onnxruntime (fp32)")
     ap.add_argument("--node-input-size", default=None, metavar="HxW", type=input_size_arg,
                     help="network input size of the node runs (default: the checkpoint's, 224x224)")
@@ -936,6 +994,8 @@ def main(argv: list[str] | None = None) -> int:
                 elif stage == "node_onnxruntime_int8":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate, backend="onnxruntime",
                                precision="int8")
+                elif stage == "node_start":
+                    stage_node_start(res, Path(tmp))
                 elif stage == "soak":
                     stage_soak(res, Path(tmp), args.soak_frames, warmup_frames=200)
                 else:
