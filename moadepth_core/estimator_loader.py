@@ -6,20 +6,28 @@ last time. Building the network to find that graph imports torch and open_clip a
 (measured on the 2-core build machine, round eight in docs/PERFORMANCE.md). The graph is found from
 the checkpoint's bytes instead (``graph_cache``); any miss (first start, another checkpoint or size,
 a pruned graph, a GPU that might be there) falls back to the full build, which records the alias for
-the next start.
+the next start. In a process that has not imported torch, that build runs in a child interpreter,
+so that even a first start leaves the node without torch and at its warm-start size.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from . import errors
 from .graph_cache import CachedGraph, checkpoint_alias, default_cache_dir, read_alias
 from .onnx_session import OnnxDepthSession
 from .prediction import DepthResult, resize_to_model
 from .runtime_choice import cpu_runtime_without_torch
+
+log = logging.getLogger("moadepth")
 
 
 class CachedGraphEstimator:
@@ -57,34 +65,93 @@ def plan_runtime(device: str, precision: str, backend: str) -> tuple[str, str, s
     return str(dev), prec, be
 
 
+def _torch_free_plan(checkpoint: str | Path | None, device: str, precision: str,
+                     backend: str) -> tuple[str, Path] | None:
+    """(precision, cache folder) when these settings can be served from a cached graph without torch."""
+    plan = cpu_runtime_without_torch(device, precision, backend)
+    cache = default_cache_dir()
+    if not checkpoint or plan is None or plan[1] != "onnxruntime" or cache is None:
+        return None
+    return plan[0], cache
+
+
 def cached_graph_for(checkpoint: str | Path | None, *, device: str = "auto", precision: str = "auto",
                      backend: str = "auto", input_size: tuple[int, int] | None = None,
                      pretrained: str | None = None) -> tuple[CachedGraph, str] | None:
     """(the cached graph, its precision) these settings would run, when a torch-free start can serve
     them; None otherwise (no checkpoint, not ONNX Runtime on the CPU, no cache, or a miss)."""
-    plan = cpu_runtime_without_torch(device, precision, backend)
-    cache = default_cache_dir()
-    if not checkpoint or plan is None or plan[1] != "onnxruntime" or cache is None:
+    plan = _torch_free_plan(checkpoint, device, precision, backend)
+    if plan is None:
         return None
     try:
-        alias = checkpoint_alias(cache, checkpoint, input_size, plan[0], pretrained)
+        alias = checkpoint_alias(plan[1], checkpoint, input_size, plan[0], pretrained)
     except OSError:  # unreadable or missing: DepthEstimator says why, in one sentence
         return None
     entry = read_alias(alias)
     return (entry, plan[0]) if entry is not None else None
 
 
+def export_in_child(checkpoint: str | Path, precision: str, input_size: tuple[int, int] | None = None,
+                    pretrained: str | None = None) -> bool:
+    """Build the network and export its graph in a child interpreter, which records the alias; True
+    when it did.
+
+    Why: the build imports torch and open_clip and peaks at ~2.4 GB with ViT-B/32. In a child, all of
+    that is returned to the OS when it exits, and the node keeps only the ONNX Runtime session.
+    A MoadepthError in the child is raised here with its sentence; any other failure (killed, out of
+    memory) is logged and returns False, and the caller builds in this process instead.
+    """
+    request = {"checkpoint": str(checkpoint), "precision": precision, "pretrained": pretrained,
+               "input_size": [int(v) for v in input_size] if input_size else None}
+    proc = subprocess.run([sys.executable, "-m", __name__, json.dumps(request)], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode == 0:
+        return True
+    last = (proc.stderr.strip().splitlines() or [""])[-1]
+    name, _, message = last.partition(": ")
+    cls = getattr(errors, name, None)
+    if proc.returncode == 2 and isinstance(cls, type) and issubclass(cls, errors.MoadepthError):
+        raise cls(message)
+    log.warning("exporting the graph in a child process failed (exit %s: %s); building it in this process",
+                proc.returncode, last or "no message")
+    return False
+
+
 def load_estimator(checkpoint: str | Path | None, *, allow_untrained: bool = False, device: str = "auto",
                    precision: str = "auto", backend: str = "auto", input_size: tuple[int, int] | None = None,
                    pretrained: str | None = None):
     """A :class:`CachedGraphEstimator` when the settings run ONNX Runtime on the CPU and this
-    checkpoint's graph is cached, else a :class:`~moadepth_core.inference.DepthEstimator` with the same
-    arguments (defaults here are the node's: ``auto`` everywhere)."""
-    hit = cached_graph_for(checkpoint, device=device, precision=precision, backend=backend,
-                           input_size=input_size, pretrained=pretrained)
+    checkpoint's graph is cached (or, in a process without torch, once a child has exported it),
+    else a :class:`~moadepth_core.inference.DepthEstimator` with the same arguments (defaults here
+    are the node's: ``auto`` everywhere)."""
+    kw = {"device": device, "precision": precision, "backend": backend, "input_size": input_size,
+          "pretrained": pretrained}
+    hit = cached_graph_for(checkpoint, **kw)
+    plan = _torch_free_plan(checkpoint, device, precision, backend)
+    if hit is None and plan is not None and "torch" not in sys.modules and Path(checkpoint).is_file() \
+            and export_in_child(checkpoint, plan[0], input_size, pretrained):
+        hit = cached_graph_for(checkpoint, **kw)
     if hit is not None:
         return CachedGraphEstimator(checkpoint, *hit)
     from .inference import DepthEstimator
 
-    return DepthEstimator(checkpoint, allow_untrained=allow_untrained, device=device, precision=precision,
-                          backend=backend, input_size=input_size, pretrained=pretrained)
+    return DepthEstimator(checkpoint, allow_untrained=allow_untrained, **kw)
+
+
+def _child_main(argv: list[str]) -> int:
+    """``python -m moadepth_core.estimator_loader REQUEST``: the full build behind :func:`export_in_child`."""
+    request = json.loads(argv[0])
+    from .inference import DepthEstimator
+
+    try:
+        DepthEstimator(request["checkpoint"], device="cpu", precision=request["precision"], backend="onnxruntime",
+                       input_size=tuple(request["input_size"]) if request["input_size"] else None,
+                       pretrained=request["pretrained"])
+    except errors.MoadepthError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))

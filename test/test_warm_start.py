@@ -17,7 +17,12 @@ import torch
 
 from moadepth_core import graph_cache, runtime_choice
 from moadepth_core.checkpoint import save_checkpoint
-from moadepth_core.estimator_loader import CachedGraphEstimator, load_estimator, plan_runtime
+from moadepth_core.estimator_loader import (
+    CachedGraphEstimator,
+    cached_graph_for,
+    load_estimator,
+    plan_runtime,
+)
 from moadepth_core.inference import DepthEstimator, resolve_runtime
 from moadepth_core.onnx_session import default_threads
 from model_cache import fresh_model
@@ -131,18 +136,25 @@ def test_settings_or_bytes_that_differ_miss_the_alias(cache, checkpoint, tmp_pat
     assert isinstance(load_estimator(checkpoint, device="cpu", precision="int8"), CachedGraphEstimator)
 
 
-def test_an_alias_whose_graph_was_pruned_is_a_miss_and_goes_too(cache, checkpoint):
+def test_an_alias_whose_graph_was_pruned_is_a_miss_and_goes_too(cache, checkpoint, tmp_path):
     graph = load_estimator(checkpoint, device="cpu").graph_file
-    graph.unlink()
-    assert isinstance(load_estimator(checkpoint, device="cpu"), DepthEstimator)  # rebuilt, re-recorded
-    assert isinstance(load_estimator(checkpoint, device="cpu"), CachedGraphEstimator)
-    naming = {a for a in cache.glob(f"{graph_cache.ALIAS_PREFIX}*.json") if json.loads(a.read_text())["graph"] == graph.name}
+    aside = tmp_path / graph.name  # moved away and back: the same bytes without exporting again
+    graph.rename(aside)
+    assert cached_graph_for(checkpoint, device="cpu") is None  # a miss, not a crash
+    aside.rename(graph)
+    assert cached_graph_for(checkpoint, device="cpu") is not None
+    naming = {a for a in cache.glob(f"{graph_cache.ALIAS_PREFIX}*.json")
+              if json.loads(a.read_text())["graph"] == graph.name}
     others = set(cache.iterdir()) - naming - {graph}
-    graph.unlink()
+    graph.rename(aside)
     assert graph_cache.checkpoint_alias(cache, checkpoint, None, "fp32") in naming
     assert set(graph_cache.prune_cache(cache)) == naming  # the aliases of other graphs stay
     assert set(cache.iterdir()) == others
-    assert isinstance(load_estimator(checkpoint, device="cpu"), DepthEstimator)  # and the next start rebuilds
+    aside.rename(graph)
+    assert cached_graph_for(checkpoint, device="cpu") is None  # the alias went with it
+    # the next start builds in full (the graph is found by its weights) and records the alias again
+    assert isinstance(load_estimator(checkpoint, device="cpu"), DepthEstimator)
+    assert isinstance(load_estimator(checkpoint, device="cpu"), CachedGraphEstimator)
 
 
 def test_a_missing_checkpoint_still_fails_in_one_sentence(cache, tmp_path):
@@ -167,3 +179,31 @@ def test_warm_start_imports_no_torch(cache, checkpoint):
     if not runtime_choice.cuda_certainly_absent():  # device auto with a CUDA driver: torch decides
         pytest.skip("a CUDA driver is installed here, so device auto needs torch")
     assert out == "CachedGraphEstimator (48, 72) float32 []"
+
+
+def test_first_start_in_a_process_without_torch_exports_in_a_child(checkpoint, tmp_path):
+    """Even the first start leaves the process without torch: a child builds and exports, the
+    process loads the graph; the child's one-sentence errors arrive as the same error class."""
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(checkpoint.read_bytes()[:1000])
+    out_npy = tmp_path / "depth.npy"
+    code = textwrap.dedent(f"""
+        import sys, numpy as np
+        from moadepth_core.errors import CheckpointError
+        from moadepth_core.estimator_loader import load_estimator
+        try:
+            load_estimator({str(bad)!r}, device="cpu")
+        except CheckpointError as exc:
+            print("refused:", exc)
+        est = load_estimator({str(checkpoint)!r}, device="cpu")
+        np.save({str(out_npy)!r}, est.predict(np.full((48, 72, 3), 100, np.uint8)).depth)
+        print(type(est).__name__, sorted(m for m in ("torch", "open_clip") if m in sys.modules))
+    """)
+    env = {**os.environ, "MOADEPTH_ONNX_CACHE": str(tmp_path / "fresh-cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT, env=env).stdout.strip().splitlines()
+    assert out[0].startswith(f"refused: cannot read checkpoint {bad}") and "truncated or corrupt" in out[0]
+    assert out[1] == "CachedGraphEstimator []"
+    assert len(list((tmp_path / "fresh-cache").glob(f"{graph_cache.ALIAS_PREFIX}*.json"))) == 1
+    want = DepthEstimator(checkpoint, device="cpu", backend="onnxruntime").predict(np.full((48, 72, 3), 100, np.uint8))
+    np.testing.assert_array_equal(np.load(out_npy), want.depth)
