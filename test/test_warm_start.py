@@ -120,7 +120,11 @@ def test_second_start_reads_the_cached_graph_and_gives_the_same_depth(cache, che
 
 def test_settings_or_bytes_that_differ_miss_the_alias(cache, checkpoint, tmp_path):
     # another size, precision or CLIP weights source is another graph: built in full
-    assert isinstance(load_estimator(checkpoint, device="cpu", input_size=(32, 64)), DepthEstimator)
+    full = load_estimator(checkpoint, device="cpu", input_size=(32, 64))
+    assert isinstance(full, DepthEstimator)
+    smaller = load_estimator(checkpoint, device="cpu", input_size=(32, 64))  # recorded by the build above
+    assert isinstance(smaller, CachedGraphEstimator) and smaller.model_size == full.model_size == (32, 64)
+    assert smaller.train_focal_px == full.train_focal_px == pytest.approx(77.5 * 64 / 96)  # follows the resize
     assert isinstance(load_estimator(checkpoint, device="cpu", pretrained="none"), DepthEstimator)
     # the same bytes under another name still hit; one byte changed does not
     moved = tmp_path / "moved.pt"
