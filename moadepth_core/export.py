@@ -21,6 +21,7 @@ from torch import nn
 from .backends import DepthOutputs, export_onnx_bytes
 from .errors import DataError, MoadepthError, cli_entry
 from .evaluate import add_model_args, make_estimator
+from .graph_cache import write_atomic
 
 log = logging.getLogger("moadepth")
 
@@ -28,14 +29,7 @@ log = logging.getLogger("moadepth")
 def export_onnx(model: nn.Module, path: str | Path, size_hw: Sequence[int], opset: int = 18) -> Path:
     """Write ``model`` (fp32, CPU, eval) as one self-contained ONNX file at ``path``, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = export_onnx_bytes(model.float().cpu().eval(), (int(size_hw[0]), int(size_hw[1])), opset)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, export_onnx_bytes(model.float().cpu().eval(), (int(size_hw[0]), int(size_hw[1])), opset))
     return path
 
 
