@@ -22,21 +22,22 @@ estimator's model size: fixed shapes let ORT fold every shape computation.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import hashlib
 import io
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch import nn
 
-from . import graph_cache
+from . import graph_cache, onnx_writer
 from .errors import DeviceError
 from .graph_cache import cache_hit, default_cache_dir, prune_cache, write_atomic
+from .heap import return_free_heap
 from .onnx_session import ORT_PRECISIONS, OUTPUTS, OnnxDepthSession
 
 log = logging.getLogger("moadepth")
@@ -56,8 +57,9 @@ class DepthOutputs(nn.Module):
         return out["depth"], out["uncertainty"]
 
 
-def export_onnx_bytes(model: nn.Module, size: tuple[int, int], opset: int | None = None) -> bytes:
-    """Serialised ONNX graph of ``model`` (fp32, batch 1, input ``image`` (1,3,H,W) in [0, 1]).
+def export_onnx_to(model: nn.Module, size: tuple[int, int], f: BinaryIO, opset: int | None = None) -> None:
+    """Write the ONNX graph of ``model`` (fp32, batch 1, input ``image`` (1,3,H,W) in [0, 1]) to ``f``,
+    one weight at a time (:mod:`onnx_writer`: no second copy of the weights in memory).
 
     Uses the dynamo exporter: the TorchScript one cannot export the fused
     ``_native_multi_head_attention`` that frozen CLIP blocks take in eval mode.
@@ -71,35 +73,53 @@ def export_onnx_bytes(model: nn.Module, size: tuple[int, int], opset: int | None
         warnings.simplefilter("ignore")
         program = torch.onnx.export(DepthOutputs(model), (x,), input_names=["image"], output_names=list(OUTPUTS),
                                     opset_version=opset, dynamo=True, verbose=False, optimize=True)
-    return program.model_proto.SerializeToString()
+    onnx_writer.write_model(program.model, f)
 
 
-def quantize_onnx_int8(onnx_bytes: bytes) -> bytes:
-    """The fp32 graph with int8 weights in every MatMul/Gemm (per output channel, signed) and
-    activations quantised at run time (``DynamicQuantizeLinear`` + ``MatMulInteger``).
+def export_onnx_bytes(model: nn.Module, size: tuple[int, int], opset: int | None = None) -> bytes:
+    """:func:`export_onnx_to` into memory (for a graph that cannot be cached on disk)."""
+    buf = io.BytesIO()
+    export_onnx_to(model, size, buf, opset)
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def _quiet_quantiser():
+    """The quantiser logs a pre-processing hint at WARNING on the root logger: not the user's concern."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_onnx_int8_file(src: Path, dst: Path) -> None:
+    """Write to ``dst`` the fp32 graph in ``src`` with int8 weights in every MatMul/Gemm (per output
+    channel, signed) and activations quantised at run time (``DynamicQuantizeLinear`` + ``MatMulInteger``).
 
     Why dynamic: no calibration set is needed, so any checkpoint converts as it loads. Convolutions
     (the decoder) stay fp32: ORT cannot quantise ones whose weights are computed in the graph, and
     they are a small share of the time. Per channel: CLIP's linears have outlier output channels,
     where one scale per tensor loses the small ones.
     """
-    import tempfile
-
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_quantiser():
+        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
+                         weight_type=QuantType.QInt8)
+
+
+def quantize_onnx_int8(onnx_bytes: bytes) -> bytes:
+    """:func:`quantize_onnx_int8_file` for a graph held in memory (through a temporary folder)."""
+    import tempfile
 
     with tempfile.TemporaryDirectory(prefix="moadepth-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(onnx_bytes)
-        root = logging.getLogger()  # the quantiser logs a pre-processing hint at WARNING on the root logger
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            quantize_dynamic(src, dst, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                             weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
-        return onnx.load(str(dst)).SerializeToString()
+        quantize_onnx_int8_file(src, dst)
+        return dst.read_bytes()
 
 
 def _cache_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precision: str = "fp32") -> Path:
@@ -112,62 +132,72 @@ def _cache_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precis
     return cache_dir / f"moadepth-{h.hexdigest()[:16]}.onnx"
 
 
-def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
-               cache_dir: str | Path | None | bool = True) -> bytes:
-    """The serialised graph for ``precision`` (fp32: exported; int8: the fp32 graph quantised),
-    read from ``cache_dir`` when an earlier run left it there, else built and written there.
+def _release(model: nn.Module) -> None:
+    """Move the module's tensors to the meta device and hand their memory back to the OS."""
+    model.to("meta")
+    return_free_heap()
+
+
+def _cached(path: Path, build: Callable[[BinaryIO], None], fallback: Callable[[], bytes]) -> Path | bytes:
+    """``path`` once ``build`` wrote it there (atomically), or ``fallback()`` where it cannot be written."""
+    try:
+        write_atomic(path, build)
+    except OSError as exc:  # a read-only home must not stop inference
+        log.warning("could not cache the ONNX graph in %s: %s", path.parent, exc)
+        return fallback()
+    prune_cache(path.parent)
+    return path
+
+
+def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
+                      cache_dir: str | Path | None | bool = True, *, release_model: bool = False) -> Path | bytes:
+    """The graph for ``precision`` (fp32: exported; int8: the fp32 graph quantised) as its file in
+    the cache, built and written there first when no earlier run left it; as bytes when there is no
+    cache or it cannot be written.
 
     ``cache_dir``: a folder, True for :func:`default_cache_dir`, None/False: no cache.
+    ``release_model``: move ``model``'s tensors to the meta device as soon as the fp32 graph exists
+    (before quantising, and before the caller loads a session): the graph holds its own copy.
+
+    Why a file: ONNX Runtime loading the ViT-B/32 fp32 graph from its path peaks at 648 MB of RSS,
+    against 1108 MB from the same graph handed over as bytes (and 648 vs 790 MB steady).
     """
     if precision not in ORT_PRECISIONS:
         raise DeviceError(f"backend onnxruntime runs {' or '.join(ORT_PRECISIONS)}, not {precision}")
     size = (int(size[0]), int(size[1]))
     if cache_dir is True:
         cache_dir = default_cache_dir()
-    path = _cache_file(Path(cache_dir), model, size, precision) if cache_dir else None
-    if cache_hit(path):
-        return path.read_bytes()
-    if precision == "int8":
-        onnx_bytes = quantize_onnx_int8(onnx_graph(model, size, "fp32", cache_dir))
+    paths = {p: _cache_file(Path(cache_dir), model, size, p) for p in {"fp32", precision}} if cache_dir else {}
+    if cache_hit(paths.get(precision)):
+        if release_model:
+            _release(model)
+        return paths[precision]
+    if cache_hit(paths.get("fp32")):
+        fp32: Path | bytes = paths["fp32"]
+    elif paths:
+        fp32 = _cached(paths["fp32"], lambda f: export_onnx_to(model, size, f), lambda: export_onnx_bytes(model, size))
     else:
-        onnx_bytes = export_onnx_bytes(model, size)
-    if path is not None:
-        try:
-            write_atomic(path, onnx_bytes)
-        except OSError as exc:  # a read-only home must not stop inference
-            log.warning("could not cache the ONNX graph in %s: %s", path.parent, exc)
-        else:
-            prune_cache(path.parent)
-    return onnx_bytes
+        fp32 = export_onnx_bytes(model, size)
+    if release_model:
+        _release(model)
+    if precision == "fp32":
+        return fp32
+    fp32_bytes = (lambda: fp32.read_bytes()) if isinstance(fp32, Path) else (lambda: fp32)
+    if isinstance(fp32, Path) and "int8" in paths:
+        return _cached(paths["int8"], lambda f: _quantize_to(fp32, f), lambda: quantize_onnx_int8(fp32_bytes()))
+    return quantize_onnx_int8(fp32_bytes())
 
 
-def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
-                      cache_dir: str | Path | None | bool = True) -> Path | bytes:
-    """The graph as its file in the cache (built and written there first if needed), or as bytes
-    when there is no cache or it cannot be written.
-
-    Why a file: ONNX Runtime loading the ViT-B/32 fp32 graph from its path peaks at 648 MB of RSS,
-    against 1108 MB from the same graph handed over as bytes (and 648 vs 790 MB steady).
-    """
-    if cache_dir is True:
-        cache_dir = default_cache_dir()
-    path = _cache_file(Path(cache_dir), model, (int(size[0]), int(size[1])), precision) if cache_dir else None
-    if cache_hit(path):
-        return path
-    data = onnx_graph(model, size, precision, cache_dir)
-    return path if path is not None and path.is_file() else data
+def _quantize_to(src: Path, f: BinaryIO) -> None:
+    """Quantise the graph file ``src`` into the open file ``f`` (the quantiser writes to a path)."""
+    quantize_onnx_int8_file(src, Path(f.name))
 
 
-def _return_free_heap() -> None:
-    """Hand the heap that building the session freed back to the OS (glibc ``malloc_trim``).
-
-    Why: the torch weights and the graph's protobuf are freed in pieces that glibc keeps mapped.
-    Measured on the demo checkpoint (ONNX Runtime fp32), steady RSS: 1353 -> 1197 MB on a start that
-    found its graph cached, 1695 -> 1630 MB on one that exported it. A no-op off glibc.
-    """
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
+               cache_dir: str | Path | None | bool = True) -> bytes:
+    """:func:`onnx_graph_source` as bytes."""
+    source = onnx_graph_source(model, size, precision, cache_dir)
+    return source.read_bytes() if isinstance(source, Path) else source
 
 
 class OnnxRuntimeBackend(OnnxDepthSession):
@@ -186,15 +216,12 @@ class OnnxRuntimeBackend(OnnxDepthSession):
         The module keeps its config and structure; running it then fails loudly.
         """
         size = (int(size[0]), int(size[1]))
-        source = onnx_graph_source(model, size, precision, cache_dir)
-        if release_model:
-            model.to("meta")
-            gc.collect()
+        source = onnx_graph_source(model, size, precision, cache_dir, release_model=release_model)
         # (the file was just marked most recently used, so pruning by another process cannot take it)
         super().__init__(source, size, precision=precision, threads=threads)
         del source
         if release_model:
-            _return_free_heap()
+            return_free_heap()
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """(1,3,H,W) float in [0, 1] -> {"depth", "uncertainty"} (1,1,H,W) float32 tensors."""

@@ -141,15 +141,18 @@ def load_estimator(checkpoint: str | Path | None, *, allow_untrained: bool = Fal
 def _child_main(argv: list[str]) -> int:
     """``python -m moadepth_core.estimator_loader REQUEST``: the full build behind :func:`export_in_child`."""
     request = json.loads(argv[0])
-    from .inference import DepthEstimator
+    from .inference import cache_graph
 
     try:
-        DepthEstimator(request["checkpoint"], device="cpu", precision=request["precision"], backend="onnxruntime",
-                       input_size=tuple(request["input_size"]) if request["input_size"] else None,
-                       pretrained=request["pretrained"])
+        entry = cache_graph(request["checkpoint"], precision=request["precision"],
+                            input_size=tuple(request["input_size"]) if request["input_size"] else None,
+                            pretrained=request["pretrained"])
     except errors.MoadepthError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    if entry is None:
+        print("the graph could not be cached for this checkpoint", file=sys.stderr)
+        return 1
     return 0
 
 

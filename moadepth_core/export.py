@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backends import DepthOutputs, export_onnx_bytes
+from .backends import DepthOutputs, export_onnx_to
 from .errors import DataError, MoadepthError, cli_entry
 from .evaluate import add_model_args, make_estimator
 from .graph_cache import write_atomic
@@ -29,7 +29,8 @@ log = logging.getLogger("moadepth")
 def export_onnx(model: nn.Module, path: str | Path, size_hw: Sequence[int], opset: int = 18) -> Path:
     """Write ``model`` (fp32, CPU, eval) as one self-contained ONNX file at ``path``, atomically."""
     path = Path(path)
-    write_atomic(path, export_onnx_bytes(model.float().cpu().eval(), (int(size_hw[0]), int(size_hw[1])), opset))
+    model = model.float().cpu().eval()
+    write_atomic(path, lambda f: export_onnx_to(model, (int(size_hw[0]), int(size_hw[1])), f, opset))
     return path
 
 

@@ -22,8 +22,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger("moadepth")
 
@@ -61,13 +63,18 @@ def cache_hit(path: Path | None) -> bool:
     return True
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename: a concurrent reader never sees
-    half a file. OSError propagates (the caller decides whether a cache miss matters)."""
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write ``data`` (bytes, or a function that writes to the open file) to ``path`` through a temp
+    file and a rename: a concurrent reader never sees half a file, nor a file a failed writer left.
+    OSError propagates (the caller decides whether a cache miss matters)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(data)
+        with tmp.open("wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

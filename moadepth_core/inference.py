@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .backends import CompiledTorchBackend, OnnxRuntimeBackend, check_backend
+from .backends import CompiledTorchBackend, OnnxRuntimeBackend, check_backend, onnx_graph_source
 from .checkpoint import load_checkpoint
 from .config import ModelConfig
 from .errors import UNTRAINED_WARNING, DataError, DeviceError, UntrainedError
@@ -70,6 +70,28 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return _DTYPES[precision]
 
 
+def _model_size(model: MoADepthCLIP, input_size: tuple[int, int] | None) -> tuple[int, int]:
+    size = tuple(int(v) for v in (input_size or model.cfg.image_size))
+    if size[0] % 32 or size[1] % 32:
+        raise DataError(f"input size {size} is not a multiple of 32 in both sides")
+    return size
+
+
+def _focal_at(train_focal_px: float | None, model: MoADepthCLIP, model_size: tuple[int, int]) -> float | None:
+    """The training focal length is stored at the training input size: it follows a resize."""
+    return None if train_focal_px is None else train_focal_px * (model_size[1] / model.cfg.image_size[1])
+
+
+def _record_alias(entry: CachedGraph, checkpoint: str | Path, input_size: tuple[int, int] | None, precision: str,
+                  pretrained: str | None) -> None:
+    try:
+        alias = checkpoint_alias(entry.graph.parent, checkpoint, input_size, precision, pretrained)
+    except OSError as exc:  # the checkpoint went away meanwhile: only the next start is slower
+        log.warning("could not fingerprint checkpoint %s for the graph cache: %s", checkpoint, exc)
+        return
+    write_alias(alias, entry)
+
+
 class DepthEstimator:
     """Loads a checkpoint once and turns RGB frames into metric depth."""
 
@@ -105,12 +127,8 @@ class DepthEstimator:
         self.model = model.eval().to(self.device)
         for p in self.model.parameters():  # weights only: bin centres and normalisation stay fp32
             p.data = p.data.to(self.dtype)
-        self.model_size = tuple(input_size or model.cfg.image_size)
-        if self.model_size[0] % 32 or self.model_size[1] % 32:
-            raise DataError(f"input size {self.model_size} is not a multiple of 32 in both sides")
-        if self.train_focal_px is not None and input_size is not None:
-            # The training focal is stored at the training input size: follow the resize.
-            self.train_focal_px *= self.model_size[1] / model.cfg.image_size[1]
+        self.model_size = _model_size(model, input_size)
+        self.train_focal_px = _focal_at(self.train_focal_px, model, self.model_size)
         # backend onnxruntime: same network exported once at model_size (docs/PERFORMANCE.md).
         # backend torch_compile: Inductor, compiled here so the first frame is not the slow one.
         self._runtime = None
@@ -127,13 +145,8 @@ class DepthEstimator:
 
     def _record_alias(self, checkpoint: str | Path, input_size: tuple[int, int] | None,
                       pretrained: str | None) -> None:
-        graph = self._runtime.graph_file
-        try:
-            alias = checkpoint_alias(graph.parent, checkpoint, input_size, self.precision, pretrained)
-        except OSError as exc:  # the checkpoint went away meanwhile: only the next start is slower
-            log.warning("could not fingerprint checkpoint %s for the graph cache: %s", checkpoint, exc)
-            return
-        write_alias(alias, CachedGraph(graph, self.model_size, self.train_focal_px))
+        _record_alias(CachedGraph(self._runtime.graph_file, self.model_size, self.train_focal_px), checkpoint,
+                      input_size, self.precision, pretrained)
 
     def resize_input(self, rgb: np.ndarray) -> np.ndarray:
         """The HxWx3 uint8 RGB frame checked and resized to the model size (what training does)."""
@@ -160,3 +173,31 @@ class DepthEstimator:
         depth = out["depth"][0, 0].float().cpu().numpy()
         unc = out["uncertainty"][0, 0].float().cpu().numpy()
         return finish(depth, unc, rgb.shape[:2], output_size, {"preprocess": t1 - t0, "forward": time.perf_counter() - t1})
+
+
+def cache_graph(checkpoint: str | Path, *, precision: str = "fp32", input_size: tuple[int, int] | None = None,
+                pretrained: str | None = None) -> CachedGraph | None:
+    """Export ``checkpoint``'s ONNX Runtime graph into the cache and record its alias, without
+    loading a session: what a torch-free first start runs in a child (``estimator_loader``).
+    None when there is no writable cache or the checkpoint has no CLIP fingerprint to trust.
+
+    Why not a DepthEstimator: it would load the graph into ONNX Runtime only to throw it away, and
+    that load was the child's peak. Here the torch weights go as soon as the fp32 graph is on disk,
+    before any int8 quantisation.
+    """
+    if precision not in ("fp32", "int8"):
+        raise DeviceError(f"backend onnxruntime runs fp32 or int8 (got {precision}); for {precision} use "
+                          f"backend torch")
+    model, data = load_checkpoint(checkpoint, pretrained=pretrained)
+    if data.get("backbone", {}).get("fingerprint") is None:
+        return None
+    train_focal_px = data.get("train_focal_px")
+    del data
+    size = _model_size(model, input_size)
+    focal = _focal_at(train_focal_px, model, size)
+    source = onnx_graph_source(model.eval(), size, precision, True, release_model=True)
+    if not isinstance(source, Path):
+        return None
+    entry = CachedGraph(source, size, focal)
+    _record_alias(entry, checkpoint, input_size, precision, pretrained)
+    return entry

@@ -16,6 +16,7 @@ from .config import ModelConfig
 from .context import scene_context_vector
 from .decoder import MultiScaleDecoder
 from .head import HybridDepthHead
+from .heap import return_free_heap
 
 # OpenAI CLIP's image normalisation (open_clip.constants OPENAI_DATASET_MEAN/STD).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -107,6 +108,7 @@ def build_model(cfg: ModelConfig, *, context: torch.Tensor | None = None,
         context = scene_context_vector(clip_model, cfg.backbone, cfg.scene_prompts, cfg.prompt_template)
     backbone = ClipBackbone(clip_model.visual, cfg)
     del clip_model  # the text tower is not needed any more
+    return_free_heap()  # ... and its ~250 MB go back to the OS now, not at exit
     return MoADepthCLIP(cfg, backbone, context, source)
 
 

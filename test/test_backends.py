@@ -150,6 +150,47 @@ def test_onnx_cache_is_reused(onnx_cache):
     np.testing.assert_array_equal(uncached(x)["depth"].numpy(), backend(x)["depth"].numpy())
 
 
+def test_streamed_onnx_file_is_the_one_piece_model(tmp_path):
+    """The graph is written a weight at a time (no second copy of the weights in memory); read back,
+    it must be the model one ``SerializeToString`` gives, and run to the same outputs."""
+    import contextlib
+    import io
+    import warnings
+
+    import onnx
+    import onnxruntime as ort
+
+    from moadepth_core import onnx_writer
+    from moadepth_core.backends import DepthOutputs
+
+    x = torch.rand(1, 3, *SIZE)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(DepthOutputs(_small_model()), (x,), input_names=["image"], dynamo=True,
+                                    verbose=False)
+    whole = program.model_proto
+    assert len(whole.graph.initializer) > 50  # the writer has many weights to stream
+    path = tmp_path / "streamed.onnx"
+    with path.open("wb") as f:
+        onnx_writer.write_model(program.model, f)
+    streamed = onnx.load(str(path))
+
+    def canonical(m: onnx.ModelProto) -> onnx.ModelProto:
+        m = copy.deepcopy(m)
+        infos = sorted(m.graph.value_info, key=lambda v: v.name)  # their order carries no meaning
+        del m.graph.value_info[:]
+        m.graph.value_info.extend(infos)
+        return m
+
+    assert canonical(streamed) == canonical(whole)
+    assert [t.name for t in streamed.graph.initializer] == [t.name for t in whole.graph.initializer]
+    onnx.checker.check_model(str(path))
+    outs = [ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})
+            for src in (str(path), whole.SerializeToString())]
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_onnx_cache_key_changes_with_the_graph_version(onnx_cache, monkeypatch):
     """A cache written before the graph's structure changed (same weights) must not be reused."""
     from moadepth_core import graph_cache
