@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from torch import nn
 from .adapters import MixtureOfAdapters
 from .config import ModelConfig
 from .errors import CheckpointError, MoadepthError
+
+log = logging.getLogger("moadepth")
 
 
 @dataclass
@@ -82,11 +85,77 @@ def create_clip(cfg: ModelConfig, pretrained: str | None = None) -> tuple[nn.Mod
     try:
         model = open_clip.create_model(cfg.backbone, pretrained=pretrained, **kwargs)
     except Exception as exc:
-        raise MoadepthError(
-            f"cannot load the '{pretrained}' CLIP weights for {cfg.backbone} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); without internet access pass a local "
-            f"weights file (--pretrained PATH, or model.pretrained in the config)") from None
+        raise _tag_error(cfg, pretrained, exc) from None
     return model, BackboneSource(pretrained, None, cfg.init_seed)
+
+
+def _tag_error(cfg: ModelConfig, tag: str, exc: Exception) -> MoadepthError:
+    return MoadepthError(
+        f"cannot load the '{tag}' CLIP weights for {cfg.backbone} ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); without internet access pass a local "
+        f"weights file (--pretrained PATH, or model.pretrained in the config)")
+
+
+def create_image_tower(cfg: ModelConfig, pretrained: str | None = None) -> tuple[nn.Module, BackboneSource] | None:
+    """The pretrained image tower alone, its weights taken from the weights file as they are; None
+    where only :func:`create_clip` can build it (random init, a format open_clip must convert, a
+    position grid it must resize), and the caller builds the full model instead.
+
+    Why: the full build allocates and randomly initialises both towers (151M parameters), then
+    loads the whole weights file into a second copy and copies it over: two full CLIP models in
+    memory (peak ~1.2 GB above the imports) to keep the 88M-parameter image tower. Here the towers
+    are built on the meta device (no memory, no init) and the image tower's tensors are the file's
+    own, memory-mapped (torch format) or read alone (safetensors); the text tower is never read.
+    A network rebuilt from a checkpoint needs no text tower: the scene context is in the checkpoint.
+    The values are bit for bit those of the full build (test_network).
+    """
+    pretrained = cfg.pretrained if pretrained is None else pretrained
+    if pretrained in ("none", "", None):
+        return None
+    if _is_file_like(pretrained) or Path(pretrained).is_file():
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"CLIP weights file {path} does not exist")
+        source = BackboneSource(str(path.resolve()), _sha256(path), cfg.init_seed)
+    else:
+        tag_cfg = open_clip.get_pretrained_cfg(cfg.backbone, pretrained)
+        if not tag_cfg:
+            return None
+        try:
+            path = Path(open_clip.download_pretrained(tag_cfg))
+        except Exception as exc:  # noqa: BLE001 - the hub client raises many types
+            raise _tag_error(cfg, pretrained, exc) from None
+        source = BackboneSource(pretrained, None, cfg.init_seed)
+    with torch.device("meta"), _quiet_open_clip():
+        visual = open_clip.create_model(cfg.backbone, pretrained=None, device="meta",
+                                        force_quick_gelu=cfg.quick_gelu).visual
+    try:
+        state = _image_tower_state(path)
+        want = visual.state_dict()
+        state = {k: v.to(want[k].dtype) if k in want and v.dtype != want[k].dtype else v for k, v in state.items()}
+        visual.load_state_dict(state, strict=True, assign=True)
+    except (RuntimeError, KeyError, ValueError, OSError, pickle.UnpicklingError) as exc:
+        log.debug("image tower from %s needs open_clip's full load: %s", path, exc)
+        return None
+    if any(t.is_meta for t in (*visual.parameters(), *visual.buffers())):
+        return None
+    return visual, source
+
+
+def _image_tower_state(path: Path) -> dict[str, torch.Tensor]:
+    """The ``visual.*`` tensors of a CLIP weights file, keys relative to the tower."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return {k[7:]: f.get_tensor(k) for k in f.keys() if k.startswith("visual.")}  # noqa: SIM118
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError("not a state dict")
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k[7:]: v for k, v in state.items() if k.startswith("visual.")}
 
 
 class ClipBackbone(nn.Module):

@@ -11,7 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .clip_backbone import BackboneSource, ClipBackbone, check_input_size, create_clip, frozen_fingerprint
+from .clip_backbone import (
+    BackboneSource,
+    ClipBackbone,
+    check_input_size,
+    create_clip,
+    create_image_tower,
+    frozen_fingerprint,
+)
 from .config import ModelConfig
 from .context import scene_context_vector
 from .decoder import MultiScaleDecoder
@@ -103,13 +110,18 @@ def build_model(cfg: ModelConfig, *, context: torch.Tensor | None = None,
     ``pretrained`` overrides ``cfg.pretrained`` (e.g. a checkpoint's weights file moved).
     """
     cfg.validate()
-    clip_model, source = create_clip(cfg, pretrained)
-    if context is None and cfg.use_context:
-        context = scene_context_vector(clip_model, cfg.backbone, cfg.scene_prompts, cfg.prompt_template)
-    backbone = ClipBackbone(clip_model.visual, cfg)
-    del clip_model  # the text tower is not needed any more
-    return_free_heap()  # ... and its ~250 MB go back to the OS now, not at exit
-    return MoADepthCLIP(cfg, backbone, context, source)
+    needs_text = context is None and cfg.use_context
+    tower = None if needs_text else create_image_tower(cfg, pretrained)
+    if tower is not None:
+        visual, source = tower
+    else:
+        clip_model, source = create_clip(cfg, pretrained)
+        if needs_text:
+            context = scene_context_vector(clip_model, cfg.backbone, cfg.scene_prompts, cfg.prompt_template)
+        visual = clip_model.visual
+        del clip_model  # the text tower is not needed any more
+        return_free_heap()  # ... and its ~250 MB go back to the OS now, not at exit
+    return MoADepthCLIP(cfg, ClipBackbone(visual, cfg), context, source)
 
 
 def parameter_counts(model: MoADepthCLIP) -> dict[str, int]:

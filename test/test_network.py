@@ -228,3 +228,63 @@ def test_plain_block_forward_equals_open_clips_block():
         ref = model(img)["depth"]
         model.backbone.fused_attention = True
         torch.testing.assert_close(model(img)["depth"], ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["torch", "safetensors"])
+def test_network_from_a_checkpoint_reads_the_image_tower_alone_and_is_the_saved_one(tmp_path, fmt, monkeypatch):
+    """Rebuilt from a checkpoint over a CLIP weights file, the network takes its image tower from the
+    file as is (built on the meta device: no random init, no text tower) and is, bit for bit, the
+    network that was saved (which was built the full way, text tower and all, for its context)."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from moadepth_core import network
+    from moadepth_core.checkpoint import load_checkpoint, save_checkpoint
+    from moadepth_core.clip_backbone import create_image_tower
+    from moadepth_core.network import build_model
+    from model_cache import random_config
+
+    torch.manual_seed(3)
+    clip = open_clip.create_model("ViT-S-32", pretrained=None, force_quick_gelu=True)
+    weights = tmp_path / f"clip.{'pt' if fmt == 'torch' else 'safetensors'}"
+    if fmt == "torch":
+        torch.save(clip.state_dict(), weights)
+    else:
+        save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(weights))
+    cfg = random_config(backbone="ViT-S-32", image_size=[64, 96], pretrained=str(weights))
+    saved = build_model(cfg)  # no context given: the full build, which computes it from the prompts
+    torch.testing.assert_close(saved.backbone.visual.conv1.weight, clip.visual.conv1.weight, rtol=0, atol=0)
+    save_checkpoint(tmp_path / "ckpt.pt", saved)
+
+    visual, source = create_image_tower(cfg)
+    assert not any(t.is_meta for t in (*visual.parameters(), *visual.buffers()))
+    assert source.pretrained == str(weights.resolve()) and source.sha256 is not None
+    with monkeypatch.context() as m:
+        m.setattr(network, "create_clip", lambda *a, **k: pytest.fail("built the full CLIP model"))
+        loaded, _ = load_checkpoint(tmp_path / "ckpt.pt")
+    want, got = saved.state_dict(), loaded.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        assert got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]), k
+    assert loaded.fingerprint == saved.fingerprint
+    assert create_image_tower(random_config(backbone="ViT-S-32", pretrained="none")) is None  # seeded init
+
+
+def test_hub_weights_that_cannot_be_fetched_are_one_sentence(monkeypatch):
+    """Offline (as on this machine), a checkpoint over hub weights says how to go on, in one sentence.
+    The hub client is replaced: fetching is exactly what must not happen here."""
+    import open_clip
+
+    from moadepth_core.clip_backbone import create_image_tower
+    from moadepth_core.errors import MoadepthError
+    from model_cache import random_config
+
+    def offline(*_a, **_k):
+        raise OSError("Network is unreachable\nsecond line of a long hub error")
+
+    monkeypatch.setattr(open_clip, "download_pretrained", offline)
+    with pytest.raises(MoadepthError) as err:
+        create_image_tower(random_config(backbone="ViT-B-32", pretrained="openai"))
+    assert str(err.value) == ("cannot load the 'openai' CLIP weights for ViT-B-32 (OSError: Network is unreachable); "
+                              "without internet access pass a local weights file (--pretrained PATH, or "
+                              "model.pretrained in the config)")
