@@ -96,8 +96,9 @@ def export_in_child(checkpoint: str | Path, precision: str, input_size: tuple[in
     """Build the network and export its graph in a child interpreter, which records the alias; True
     when it did.
 
-    Why: the build imports torch and open_clip and peaks at ~2.4 GB with ViT-B/32. In a child, all of
-    that is returned to the OS when it exits, and the node keeps only the ONNX Runtime session.
+    Why: the build imports torch and open_clip (~750 MB) and peaks at ~1.3 GB with ViT-B/32 over a
+    weights file (docs/PERFORMANCE.md, round nine). In a child, all of that is returned to the OS when
+    it exits, and the node keeps only the ONNX Runtime session.
     A MoadepthError in the child is raised here with its sentence; any other failure (killed, out of
     memory) is logged and returns False, and the caller builds in this process instead.
     """

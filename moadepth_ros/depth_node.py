@@ -19,7 +19,7 @@ did all the torch work.
 
 On the CPU's ONNX Runtime path the node does not import torch at all
 (:mod:`moadepth_core.estimator_loader`): a restart finds the checkpoint's cached graph (about 2 s
-to the first depth and 585 MB, against 11 s and 1.3-1.5 GB with the network built), and a first
+to the first depth and about 555 MB, against 11 s and 1.3-1.5 GB with the network built), and a first
 start exports it in a child process that exits once the graph is written.
 
 ``depth_node`` runs the plain node; ``depth_node --lifecycle`` runs the managed variant
