@@ -38,6 +38,7 @@ from . import graph_cache, onnx_writer
 from .errors import DeviceError
 from .graph_cache import cache_hit, default_cache_dir, prune_cache, write_atomic
 from .heap import return_free_heap
+from .int8_quantize import int8_graph_for, quantize_bytes, quantize_file
 from .onnx_session import ORT_PRECISIONS, OUTPUTS, OnnxDepthSession
 
 log = logging.getLogger("moadepth")
@@ -83,53 +84,16 @@ def export_onnx_bytes(model: nn.Module, size: tuple[int, int], opset: int | None
     return buf.getvalue()
 
 
-@contextlib.contextmanager
-def _quiet_quantiser():
-    """The quantiser logs a pre-processing hint at WARNING on the root logger: not the user's concern."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
-def quantize_onnx_int8_file(src: Path, dst: Path) -> None:
-    """Write to ``dst`` the fp32 graph in ``src`` with int8 weights in every MatMul/Gemm (per output
-    channel, signed) and activations quantised at run time (``DynamicQuantizeLinear`` + ``MatMulInteger``).
-
-    Why dynamic: no calibration set is needed, so any checkpoint converts as it loads. Convolutions
-    (the decoder) stay fp32: ORT cannot quantise ones whose weights are computed in the graph, and
-    they are a small share of the time. Per channel: CLIP's linears have outlier output channels,
-    where one scale per tensor loses the small ones.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _quiet_quantiser():
-        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                         weight_type=QuantType.QInt8)
-
-
-def quantize_onnx_int8(onnx_bytes: bytes) -> bytes:
-    """:func:`quantize_onnx_int8_file` for a graph held in memory (through a temporary folder)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="moadepth-int8-") as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(onnx_bytes)
-        quantize_onnx_int8_file(src, dst)
-        return dst.read_bytes()
-
-
 def _cache_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precision: str = "fp32") -> Path:
-    """Cache key: the graph version, the size, the precision and every tensor's bytes, so changed
-    weights or a changed graph never reuse a stale file."""
-    h = hashlib.sha256(f"v{graph_cache.GRAPH_VERSION} {size[0]}x{size[1]} {precision}".encode())
+    """Cache key of the fp32 graph: the graph version, the size and every tensor's bytes, so changed
+    weights or a changed graph never reuse a stale file. The int8 graph's key is derived from it
+    (:func:`~moadepth_core.int8_quantize.int8_graph_for`)."""
+    h = hashlib.sha256(f"v{graph_cache.GRAPH_VERSION} {size[0]}x{size[1]} fp32".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().float().contiguous().numpy().tobytes())
-    return cache_dir / f"moadepth-{h.hexdigest()[:16]}.onnx"
+    fp32 = cache_dir / f"moadepth-{h.hexdigest()[:16]}.onnx"
+    return fp32 if precision == "fp32" else int8_graph_for(fp32)
 
 
 def _release(model: nn.Module) -> None:
@@ -167,7 +131,8 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     size = (int(size[0]), int(size[1]))
     if cache_dir is True:
         cache_dir = default_cache_dir()
-    paths = {p: _cache_file(Path(cache_dir), model, size, p) for p in {"fp32", precision}} if cache_dir else {}
+    fp32_file = _cache_file(Path(cache_dir), model, size) if cache_dir else None
+    paths = {"fp32": fp32_file, "int8": int8_graph_for(fp32_file)} if fp32_file else {}
     if cache_hit(paths.get(precision)):
         if release_model:
             _release(model)
@@ -183,14 +148,9 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     if precision == "fp32":
         return fp32
     fp32_bytes = (lambda: fp32.read_bytes()) if isinstance(fp32, Path) else (lambda: fp32)
-    if isinstance(fp32, Path) and "int8" in paths:
-        return _cached(paths["int8"], lambda f: _quantize_to(fp32, f), lambda: quantize_onnx_int8(fp32_bytes()))
-    return quantize_onnx_int8(fp32_bytes())
-
-
-def _quantize_to(src: Path, f: BinaryIO) -> None:
-    """Quantise the graph file ``src`` into the open file ``f`` (the quantiser writes to a path)."""
-    quantize_onnx_int8_file(src, Path(f.name))
+    if isinstance(fp32, Path):
+        return _cached(paths["int8"], lambda f: quantize_file(fp32, Path(f.name)), lambda: quantize_bytes(fp32_bytes()))
+    return quantize_bytes(fp32_bytes())
 
 
 def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",

@@ -22,7 +22,17 @@ from typing import Literal
 import numpy as np
 
 from . import errors
-from .graph_cache import CachedGraph, checkpoint_alias, default_cache_dir, read_alias
+from .graph_cache import (
+    CachedGraph,
+    cache_hit,
+    checkpoint_alias,
+    default_cache_dir,
+    prune_cache,
+    read_alias,
+    write_alias,
+    write_atomic,
+)
+from .int8_quantize import int8_graph_for, quantize_file
 from .onnx_session import OnnxDepthSession
 from .prediction import DepthResult, resize_to_model
 from .runtime_choice import cpu_runtime_without_torch
@@ -94,17 +104,33 @@ def cached_graph_for(checkpoint: str | Path | None, *, device: str = "auto", pre
 def export_in_child(checkpoint: str | Path, precision: str, input_size: tuple[int, int] | None = None,
                     pretrained: str | None = None) -> bool:
     """Build the network and export its graph in a child interpreter, which records the alias; True
-    when it did.
+    when it did. For int8, a second child, without torch, quantises the fp32 graph the first left.
 
     Why: the build imports torch and open_clip (~750 MB) and peaks at ~1.3 GB with ViT-B/32 over a
     weights file (docs/PERFORMANCE.md, round nine). In a child, all of that is returned to the OS when
-    it exits, and the node keeps only the ONNX Runtime session.
-    A MoadepthError in the child is raised here with its sentence; any other failure (killed, out of
+    it exits, and the node keeps only the ONNX Runtime session. Quantising needs ~1.2 GB of its own:
+    in the same process as torch the int8 start peaked at 2.3 GB, in its own child at the larger of
+    the two.
+    A MoadepthError in a child is raised here with its sentence; any other failure (killed, out of
     memory) is logged and returns False, and the caller builds in this process instead.
     """
-    request = {"checkpoint": str(checkpoint), "precision": precision, "pretrained": pretrained,
+    request = {"checkpoint": str(checkpoint), "pretrained": pretrained,
                "input_size": [int(v) for v in input_size] if input_size else None}
-    proc = subprocess.run([sys.executable, "-m", __name__, json.dumps(request)], capture_output=True,
+    if cached_graph_for(checkpoint, device="cpu", precision="fp32", backend="onnxruntime", input_size=input_size,
+                        pretrained=pretrained) is None and not _run_child({"job": "export", **request}):
+        return False
+    return precision == "fp32" or _run_child({"job": "quantize", **request})
+
+
+#: The child imports the package from where this process did: ``python -m`` would look in the working
+#: directory first, which may hold another copy (a source tree of another version).
+_CHILD = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from moadepth_core.estimator_loader import "
+          "_child_main; sys.exit(_child_main(sys.argv[1:]))")
+
+
+def _run_child(request: dict) -> bool:
+    package_root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", _CHILD, package_root, json.dumps(request)], capture_output=True,
                           text=True, check=False)
     if proc.returncode == 0:
         return True
@@ -113,9 +139,29 @@ def export_in_child(checkpoint: str | Path, precision: str, input_size: tuple[in
     cls = getattr(errors, name, None)
     if proc.returncode == 2 and isinstance(cls, type) and issubclass(cls, errors.MoadepthError):
         raise cls(message)
-    log.warning("exporting the graph in a child process failed (exit %s: %s); building it in this process",
-                proc.returncode, last or "no message")
+    log.warning("the child process that %ss the graph failed (exit %s: %s); building it in this process",
+                request["job"], proc.returncode, last or "no message")
     return False
+
+
+def quantize_cached(checkpoint: str | Path, input_size: tuple[int, int] | None = None,
+                    pretrained: str | None = None) -> CachedGraph | None:
+    """The int8 graph quantised from the fp32 graph cached for ``checkpoint``, recorded under the
+    checkpoint's int8 alias; None when no fp32 graph is cached for it. No torch: the fp32 alias
+    already vouches for the weights (it was written after the CLIP fingerprint matched)."""
+    cache = default_cache_dir()
+    if cache is None:
+        return None
+    fp32 = read_alias(checkpoint_alias(cache, checkpoint, input_size, "fp32", pretrained))
+    if fp32 is None:
+        return None
+    graph = int8_graph_for(fp32.graph)
+    if not cache_hit(graph):
+        write_atomic(graph, lambda f: quantize_file(fp32.graph, Path(f.name)))
+        prune_cache(cache)
+    entry = CachedGraph(graph, fp32.model_size, fp32.train_focal_px)
+    write_alias(checkpoint_alias(cache, checkpoint, input_size, "int8", pretrained), entry)
+    return entry
 
 
 def load_estimator(checkpoint: str | Path | None, *, allow_untrained: bool = False, device: str = "auto",
@@ -140,14 +186,19 @@ def load_estimator(checkpoint: str | Path | None, *, allow_untrained: bool = Fal
 
 
 def _child_main(argv: list[str]) -> int:
-    """``python -m moadepth_core.estimator_loader REQUEST``: the full build behind :func:`export_in_child`."""
+    """The child's entry (also ``python -m moadepth_core.estimator_loader REQUEST``), a job behind
+    :func:`export_in_child`:
+    ``export`` (the full build, fp32 graph) or ``quantize`` (its int8 graph, without torch)."""
     request = json.loads(argv[0])
-    from .inference import cache_graph
-
+    size = tuple(request["input_size"]) if request["input_size"] else None
     try:
-        entry = cache_graph(request["checkpoint"], precision=request["precision"],
-                            input_size=tuple(request["input_size"]) if request["input_size"] else None,
-                            pretrained=request["pretrained"])
+        if request["job"] == "quantize":
+            entry = quantize_cached(request["checkpoint"], size, request["pretrained"])
+        else:
+            from .inference import cache_graph
+
+            entry = cache_graph(request["checkpoint"], precision="fp32", input_size=size,
+                                pretrained=request["pretrained"])
     except errors.MoadepthError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

@@ -187,10 +187,11 @@ def test_warm_start_imports_no_torch(cache, checkpoint):
 
 def test_first_start_in_a_process_without_torch_exports_in_a_child(checkpoint, tmp_path):
     """Even the first start leaves the process without torch: a child builds and exports, the
-    process loads the graph; the child's one-sentence errors arrive as the same error class."""
+    process loads the graph; the child's one-sentence errors arrive as the same error class. int8 is
+    quantised from that fp32 graph in a second child without torch: the same graph DepthEstimator makes."""
     bad = tmp_path / "bad.pt"
     bad.write_bytes(checkpoint.read_bytes()[:1000])
-    out_npy = tmp_path / "depth.npy"
+    out_npy, out_int8 = tmp_path / "depth.npy", tmp_path / "depth-int8.npy"
     code = textwrap.dedent(f"""
         import sys, numpy as np
         from moadepth_core.errors import CheckpointError
@@ -202,12 +203,19 @@ def test_first_start_in_a_process_without_torch_exports_in_a_child(checkpoint, t
         est = load_estimator({str(checkpoint)!r}, device="cpu")
         np.save({str(out_npy)!r}, est.predict(np.full((48, 72, 3), 100, np.uint8)).depth)
         print(type(est).__name__, sorted(m for m in ("torch", "open_clip") if m in sys.modules))
+        est = load_estimator({str(checkpoint)!r}, device="cpu", precision="int8")  # quantised in a child
+        np.save({str(out_int8)!r}, est.predict(np.full((48, 72, 3), 100, np.uint8)).depth)
+        print(type(est).__name__, est.precision, sorted(m for m in ("torch", "onnx") if m in sys.modules))
     """)
     env = {**os.environ, "MOADEPTH_ONNX_CACHE": str(tmp_path / "fresh-cache")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT, env=env).stdout.strip().splitlines()
     assert out[0].startswith(f"refused: cannot read checkpoint {bad}") and "truncated or corrupt" in out[0]
     assert out[1] == "CachedGraphEstimator []"
-    assert len(list((tmp_path / "fresh-cache").glob(f"{graph_cache.ALIAS_PREFIX}*.json"))) == 1
-    want = DepthEstimator(checkpoint, device="cpu", backend="onnxruntime").predict(np.full((48, 72, 3), 100, np.uint8))
+    assert out[2] == "CachedGraphEstimator int8 []"  # quantised without torch or onnx in this process
+    assert len(list((tmp_path / "fresh-cache").glob(f"{graph_cache.ALIAS_PREFIX}*.json"))) == 2  # fp32, int8
+    frame = np.full((48, 72, 3), 100, np.uint8)
+    want = DepthEstimator(checkpoint, device="cpu", backend="onnxruntime").predict(frame)
     np.testing.assert_array_equal(np.load(out_npy), want.depth)
+    want = DepthEstimator(checkpoint, device="cpu", backend="onnxruntime", precision="int8").predict(frame)
+    np.testing.assert_array_equal(np.load(out_int8), want.depth)
