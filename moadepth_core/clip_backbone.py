@@ -8,7 +8,6 @@ sides are multiples of the patch size works (robot cameras are 4:3 or 16:9).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -23,7 +22,7 @@ from torch import nn
 
 from .adapters import MixtureOfAdapters
 from .config import ModelConfig
-from .errors import CheckpointError, MoadepthError
+from .errors import CheckpointError, MoadepthError, quiet_root_logger
 
 log = logging.getLogger("moadepth")
 
@@ -52,24 +51,12 @@ def _is_file_like(pretrained: str) -> bool:
     return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
 
 
-@contextlib.contextmanager
-def _quiet_open_clip():
-    """Random init is deliberate here; hide open_clip's 'no pretrained weights' warning."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def create_clip(cfg: ModelConfig, pretrained: str | None = None) -> tuple[nn.Module, BackboneSource]:
     """Build the full OpenCLIP model: hub tag, local weights file, or seeded random init."""
     pretrained = cfg.pretrained if pretrained is None else pretrained
     kwargs = {"force_quick_gelu": cfg.quick_gelu}
     if pretrained in ("none", "", None):
-        with torch.random.fork_rng(devices=[]), _quiet_open_clip():
+        with torch.random.fork_rng(devices=[]), quiet_root_logger():
             torch.manual_seed(cfg.init_seed)
             model = open_clip.create_model(cfg.backbone, pretrained=None, **kwargs)
         return model, BackboneSource("none", None, cfg.init_seed)
@@ -126,7 +113,7 @@ def create_image_tower(cfg: ModelConfig, pretrained: str | None = None) -> tuple
         except Exception as exc:  # noqa: BLE001 - the hub client raises many types
             raise _tag_error(cfg, pretrained, exc) from None
         source = BackboneSource(pretrained, None, cfg.init_seed)
-    with torch.device("meta"), _quiet_open_clip():
+    with torch.device("meta"), quiet_root_logger():
         visual = open_clip.create_model(cfg.backbone, pretrained=None, device="meta",
                                         force_quick_gelu=cfg.quick_gelu).visual
     try:

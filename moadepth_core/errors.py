@@ -8,9 +8,11 @@ showing a traceback; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 
 class MoadepthError(Exception):
@@ -57,3 +59,17 @@ def cli_entry(main: Callable[[Sequence[str] | None], int], prog: str | None = No
             return 130
 
     return wrapper
+
+
+@contextlib.contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    """Hide what third-party code logs below ERROR on the root logger while it runs: open_clip's
+    "no pretrained weights" for a deliberate random init, the ONNX Runtime quantiser's
+    pre-processing hint. Neither is the user's concern, and both would read like problems."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)

@@ -10,30 +10,18 @@ CLIP's linears have outlier output channels, where one scale per tensor loses th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
 import tempfile
 from pathlib import Path
 
-
-@contextlib.contextmanager
-def _quiet_quantiser():
-    """The quantiser logs a pre-processing hint at WARNING on the root logger: not the user's concern."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
+from .errors import quiet_root_logger
 
 
 def quantize_file(src: Path, dst: Path) -> None:
     """Write to ``dst`` the fp32 graph in ``src`` quantised to int8 (the quantiser reads and writes paths)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet_quantiser():
+    with quiet_root_logger():
         quantize_dynamic(Path(src), Path(dst), op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
                          weight_type=QuantType.QInt8)
 
