@@ -147,10 +147,10 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
         _release(model)
     if precision == "fp32":
         return fp32
-    fp32_bytes = (lambda: fp32.read_bytes()) if isinstance(fp32, Path) else (lambda: fp32)
-    if isinstance(fp32, Path):
-        return _cached(paths["int8"], lambda f: quantize_file(fp32, Path(f.name)), lambda: quantize_bytes(fp32_bytes()))
-    return quantize_bytes(fp32_bytes())
+    if isinstance(fp32, Path):  # (the quantiser writes the atomic write's temp file by its name)
+        return _cached(paths["int8"], lambda f: quantize_file(fp32, Path(f.name)),
+                       lambda: quantize_bytes(fp32.read_bytes()))
+    return quantize_bytes(fp32)
 
 
 def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",

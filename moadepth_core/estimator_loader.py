@@ -109,7 +109,7 @@ def export_in_child(checkpoint: str | Path, precision: str, input_size: tuple[in
     Why: the build imports torch and open_clip (~750 MB) and peaks at ~1.3 GB with ViT-B/32 over a
     weights file (docs/PERFORMANCE.md, round nine). In a child, all of that is returned to the OS when
     it exits, and the node keeps only the ONNX Runtime session. Quantising needs ~1.2 GB of its own:
-    in the same process as torch the int8 start peaked at 2.3 GB, in its own child at the larger of
+    in the same process as torch the int8 start peaked at 2.3-2.8 GB, in its own child at the larger of
     the two.
     A MoadepthError in a child is raised here with its sentence; any other failure (killed, out of
     memory) is logged and returns False, and the caller builds in this process instead.
