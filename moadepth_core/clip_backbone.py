@@ -51,6 +51,13 @@ def _is_file_like(pretrained: str) -> bool:
     return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
 
 
+def _weights_file(pretrained: str) -> Path:
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"CLIP weights file {path} does not exist")
+    return path
+
+
 def create_clip(cfg: ModelConfig, pretrained: str | None = None) -> tuple[nn.Module, BackboneSource]:
     """Build the full OpenCLIP model: hub tag, local weights file, or seeded random init."""
     pretrained = cfg.pretrained if pretrained is None else pretrained
@@ -61,9 +68,7 @@ def create_clip(cfg: ModelConfig, pretrained: str | None = None) -> tuple[nn.Mod
             model = open_clip.create_model(cfg.backbone, pretrained=None, **kwargs)
         return model, BackboneSource("none", None, cfg.init_seed)
     if _is_file_like(pretrained) or Path(pretrained).is_file():
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"CLIP weights file {path} does not exist")
+        path = _weights_file(pretrained)
         try:
             model = open_clip.create_model(cfg.backbone, pretrained=str(path), **kwargs)
         except Exception as exc:  # open_clip raises many types for a bad file
@@ -100,9 +105,7 @@ def create_image_tower(cfg: ModelConfig, pretrained: str | None = None) -> tuple
     if pretrained in ("none", "", None):
         return None
     if _is_file_like(pretrained) or Path(pretrained).is_file():
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"CLIP weights file {path} does not exist")
+        path = _weights_file(pretrained)
         source = BackboneSource(str(path.resolve()), _sha256(path), cfg.init_seed)
     else:
         tag_cfg = open_clip.get_pretrained_cfg(cfg.backbone, pretrained)

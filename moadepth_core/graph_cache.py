@@ -3,8 +3,9 @@ building the network. No torch here: a warm start reads this module only.
 
 Two kinds of entry, both in one folder (:func:`default_cache_dir`):
 
-- ``moadepth-<key>.onnx``: a graph, keyed by the graph version, size, precision and every weight's
-  bytes (``backends``), so changed weights or a changed graph never reuse a stale file.
+- ``moadepth-<key>.onnx``: a graph. An fp32 graph is keyed by the graph version, size and every
+  weight's bytes (``backends``), so changed weights or a changed graph never reuse a stale file; an
+  int8 graph by the key of the fp32 graph it was quantised from (``int8_quantize``).
 - ``moadepth-checkpoint-<key>.json``: an alias, keyed by the graph version, the requested input size,
   precision and CLIP weights override, and the checkpoint file's bytes. It names the graph that
   checkpoint exported to, plus what inference needs besides the graph (model size, training focal
