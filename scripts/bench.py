@@ -356,8 +356,12 @@ def stage_transport(res: dict, count: int = 80, rate_hz: float = 25.0) -> None:
             arr = (rng.integers(0, 255, (*hw, 3), dtype=np.uint8) if enc == "rgb8"
                    else rng.uniform(0.5, 20, hw).astype(np.float32))
             msgs[kind] = messages.numpy_to_image(arr, enc)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and any(p.get_subscription_count() == 0 for p in pubs.values()):
+        # The echo child imports this script, torch included: on a loaded 2-core machine that alone
+        # took over 5 s, and publishing before it subscribed lost the first kind's messages.
+        deadline = time.monotonic() + 60.0
+        while any(p.get_subscription_count() == 0 for p in pubs.values()):
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise RuntimeError("transport: the echo process did not subscribe within 60 s")
             time.sleep(0.05)
         time.sleep(0.5)
         for kind, pub in pubs.items():
