@@ -360,7 +360,9 @@ def stage_transport(res: dict, count: int = 80, rate_hz: float = 25.0) -> None:
         # took over 5 s, and publishing before it subscribed lost the first kind's messages.
         deadline = time.monotonic() + 60.0
         while any(p.get_subscription_count() == 0 for p in pubs.values()):
-            if time.monotonic() > deadline or child.poll() is not None:
+            if child.poll() is not None:
+                raise RuntimeError(f"transport: the echo process exited (code {child.returncode}) before subscribing")
+            if time.monotonic() > deadline:
                 raise RuntimeError("transport: the echo process did not subscribe within 60 s")
             time.sleep(0.05)
         time.sleep(0.5)
