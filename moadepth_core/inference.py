@@ -1,10 +1,10 @@
 """DepthEstimator: an RGB array in, metric depth (and confidence) out.
 
 Device and precision are arguments, never globals. bf16 on CPU means bf16
-*weights* (measured faster than autocast); fp16 is CUDA-only. Precision ``auto``
-picks bf16 only where the hardware runs it natively: on a CPU without
-AVX512-BF16 or AMX, oneDNN emulates bf16 and the forward is about twice as slow
-as fp32 (docs/PERFORMANCE.md, round four). ``int8`` (backend onnxruntime only)
+*weights* (measured faster than autocast); fp16 is CUDA-only. What ``auto``
+means is decided in ``runtime_choice``: with backend torch on the CPU it picks
+bf16 only where the hardware runs it natively, since elsewhere oneDNN emulates
+bf16 at about half fp32's speed (docs/PERFORMANCE.md). ``int8`` (backend onnxruntime only)
 quantises the linears' weights and activations: the fastest CPU path where there
 is no bf16 hardware, at a small, measurable cost in accuracy.
 """
@@ -54,11 +54,11 @@ def resolve_device(device: str) -> torch.device:
 def resolve_runtime(device: str, precision: str, backend: str) -> tuple[torch.device, str, str]:
     """(device, precision, backend) with every ``auto`` decided: what DepthEstimator will run.
 
-    Precision first (from the hardware), then the backend from the precision: precision auto with
-    backend auto is bf16 + torch on bf16 hardware and fp32 + onnxruntime on other CPUs.
+    Precision first, then the backend from the precision (runtime_choice): precision auto with
+    backend auto is fp32 + onnxruntime on every CPU and bf16 (or fp16) + torch on CUDA.
     """
     dev = resolve_device(device)
-    prec = choose_precision(precision, dev, "torch" if backend == "auto" else backend)
+    prec = choose_precision(precision, dev, backend)
     return dev, prec, choose_backend(backend, dev, prec)
 
 

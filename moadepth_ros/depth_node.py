@@ -58,6 +58,7 @@ from moadepth_core.estimator_loader import CachedGraphEstimator, load_estimator,
 from moadepth_core.frame_pacing import FramePacer
 from moadepth_core.graph_cache import default_cache_dir
 from moadepth_core.pointcloud import depth_cloud_nbytes
+from moadepth_core.runtime_choice import explain_choice
 from moadepth_ros import messages, transport
 from moadepth_ros.diagnostics import FrameStats, TimingLog
 from moadepth_ros.node_config import BY_NAME, PARAMS, check_value
@@ -215,7 +216,9 @@ class _DepthNodeMixin:
         Built on the inference thread, where every later forward runs (see the module docstring).
         """
         c = self._cfg
-        _, precision, backend = plan_runtime(c["device"], c["precision"], c["backend"])
+        chosen = plan_runtime(c["device"], c["precision"], c["backend"])
+        self.get_logger().info(explain_choice(c["device"], c["precision"], c["backend"], chosen))
+        _, precision, backend = chosen
         if backend == "torch_compile":
             self.get_logger().info("backend torch_compile: compiling the network before the first frame "
                                    "(~30-50 s on 2 cores; Inductor caches kernels on disk for later starts)")

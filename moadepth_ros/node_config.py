@@ -47,8 +47,9 @@ PARAMS: tuple[Param, ...] = (
     Param("checkpoint", "", "path of a moadepth checkpoint (.pt); empty means untrained"),
     Param("allow_untrained", False, "run without a checkpoint (random weights: meaningless depth, testing only)"),
     Param("device", "auto", "inference device: auto picks cuda when available", choices=("auto", "cpu", "cuda")),
-    Param("precision", "auto", "weight precision; auto: bf16 where the hardware runs it natively, else fp32 "
-          "(fp16 needs cuda; int8 needs backend onnxruntime)", choices=("auto", "fp32", "bf16", "fp16", "int8")),
+    Param("precision", "auto", "weight precision; auto: fp32 on the CPU (ONNX Runtime, no torch), bf16/fp16 on "
+          "cuda; with backend torch, bf16 where the CPU runs it natively (fp16 needs cuda; int8 needs backend "
+          "onnxruntime)", choices=("auto", "fp32", "bf16", "fp16", "int8")),
     Param("backend", "auto", "inference runtime; auto: onnxruntime for fp32/int8 on the CPU (torch's fp32 "
           "numbers, faster), torch for bf16/fp16 and CUDA; torch_compile (fast, needs a C++ compiler, compiles "
           "~30-50 s at start); see docs/PERFORMANCE.md",

@@ -19,7 +19,7 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
            input (640x480 rgb8) and output (640x480 32FC1) and a tiny message, nothing else running
   node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, at --node-precision
            (default auto, the node's default: bf16 where the CPU has AVX512-BF16/AMX, else fp32);
-           stages node (backend auto, the node's default: torch for bf16, onnxruntime for fp32),
+           stages node (backend auto, the node's default: onnxruntime fp32 on a CPU, torch on CUDA),
            node_compiled (torch_compile), node_onnxruntime_int8, and on request node_latest (the
            default with frame_policy latest), node_torch and node_onnxruntime (fp32); output rate,
            latency p50/p95 (publish -> depth received), overhead vs raw forward, peak RSS, and each

@@ -14,7 +14,7 @@ import torch
 from moadepth_core import runtime_choice
 from moadepth_core.checkpoint import load_checkpoint, save_checkpoint
 from moadepth_core.errors import CheckpointError, DeviceError, UntrainedError
-from moadepth_core.inference import DepthEstimator, choose_precision, cpu_has_native_bf16
+from moadepth_core.inference import DepthEstimator, choose_precision
 from model_cache import fresh_model
 
 SIZE = [64, 96]
@@ -128,25 +128,29 @@ def test_estimator_device_and_precision_errors(trained):
                                                  ({"avx512f", "avx512_vnni"}, "fp32")])
 def test_auto_precision_is_bf16_only_on_cpus_that_run_it_natively(monkeypatch, flags, cpu_auto):
     # Emulated bf16 measured ~2x slower than fp32 on an AVX-512 Xeon without AVX512-BF16 (PERFORMANCE.md).
+    monkeypatch.delenv(runtime_choice.CPU_BF16_ENV, raising=False)  # the flags below are the CPU's answer
     monkeypatch.setattr(runtime_choice, "_x86_linux_cpu_flags", lambda: flags)
     cpu = torch.device("cpu")
-    assert choose_precision("auto", cpu) == cpu_auto
+    assert choose_precision("auto", cpu) == "fp32"  # backend auto: ONNX Runtime fp32 on every CPU
     assert choose_precision("auto", cpu, backend="onnxruntime") == "fp32"  # ORT runs fp32 only
+    assert choose_precision("auto", cpu, backend="torch") == cpu_auto
     assert choose_precision("auto", cpu, backend="torch_compile") == cpu_auto
     for explicit in ("fp32", "bf16", "fp16"):
         assert choose_precision(explicit, cpu) == explicit
 
 
-def test_estimator_auto_precision_runs_what_it_reports(trained, monkeypatch, caplog):
+@pytest.mark.parametrize("native", [True, False])
+def test_estimator_auto_precision_runs_what_it_reports(trained, monkeypatch, caplog, native):
     model, path = trained
-    est = DepthEstimator(path, device="cpu", precision="auto")
-    assert est.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    monkeypatch.setenv(runtime_choice.CPU_BF16_ENV, "1" if native else "0")
+    est = DepthEstimator(path, device="cpu", precision="auto", backend="torch")
+    assert est.precision == ("bf16" if native else "fp32") and est.backend == "torch"
     assert {p.dtype for p in est.model.parameters()} == {est.dtype}
     # explicit bf16 where it would be emulated: allowed, with one warning that names the way out
-    monkeypatch.setattr(runtime_choice, "_x86_linux_cpu_flags", lambda: {"avx512f"})
     with caplog.at_level(logging.WARNING, logger="moadepth"):
         assert DepthEstimator(path, device="cpu", precision="bf16").precision == "bf16"
-    assert any("emulated" in r.getMessage() and "precision auto or fp32" in r.getMessage() for r in caplog.records)
+    warned = any("emulated" in r.getMessage() and "precision auto or fp32" in r.getMessage() for r in caplog.records)
+    assert warned == (not native)
     with pytest.raises(DeviceError, match="unknown precision 'fp8'.*auto"):
         DepthEstimator(path, device="cpu", precision="fp8")
 

@@ -24,9 +24,9 @@ from depth_node_harness import (
     stamp_of,
     wait_for,
 )
-from moadepth_core import geometry
+from moadepth_core import geometry, runtime_choice
 from moadepth_core.errors import DataError, DeviceError, UntrainedError
-from moadepth_core.inference import DepthEstimator, cpu_has_native_bf16
+from moadepth_core.inference import DepthEstimator
 from moadepth_ros import messages
 from moadepth_ros.depth_node import DepthNode, LifecycleDepthNode
 
@@ -260,7 +260,8 @@ def test_skips_inference_without_subscribers_unless_forced(ros):
         feeder.destroy_node()
 
 
-def test_untrained_refused_then_allowed_with_error_diagnostics(ros):
+def test_untrained_refused_then_allowed_with_error_diagnostics(ros, monkeypatch):
+    monkeypatch.setenv(runtime_choice.CPU_BF16_ENV, "1")  # a bf16 CPU, where auto once meant torch bf16
     with pytest.raises(UntrainedError):
         DepthNode()
     with pytest.raises(DeviceError, match="CUDA"):
@@ -286,13 +287,12 @@ def test_untrained_refused_then_allowed_with_error_diagnostics(ros):
         keys = {kv.key for kv in st.values}
         assert {"input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "dropped", "device",
                 "precision", "backend", "checkpoint"} <= keys
-        # the default precision and backend auto are reported as what runs on this hardware, never "auto":
-        # bf16 + torch on bf16 hardware, else fp32 + onnxruntime (torch's fp32 numbers, faster)
+        # the default precision and backend auto are reported as what runs, never "auto": fp32 on
+        # onnxruntime on every CPU, a bf16 one included
         precision = next(kv.value for kv in st.values if kv.key == "precision")
         backend = next(kv.value for kv in st.values if kv.key == "backend")
-        native = cpu_has_native_bf16()
-        assert precision == ("bf16" if native else "fp32") == node._estimator.precision
-        assert backend == ("torch" if native else "onnxruntime") == node._estimator.backend
+        assert precision == "fp32" == node._estimator.precision
+        assert backend == "onnxruntime" == node._estimator.backend
     finally:
         spin.close()
         node.destroy_node()

@@ -27,9 +27,21 @@ EXE = Path(sys.executable).with_name("depth_node")
 H, W = 48, 72
 
 
-def _start(*ros_args: str) -> subprocess.Popen:
+ORT_FP32 = ("-p", "backend:=onnxruntime", "-p", "precision:=fp32")  # the torch-free path, asked for by name
+
+
+def _start(*ros_args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([str(EXE), "--ros-args", *ros_args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=20)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0]
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +65,10 @@ def test_node_process_answers_a_separate_client(ros):
     # from it without torch, as on a robot's every start but the first
     from moadepth_core.estimator_loader import load_estimator
 
-    load_estimator(ck, device="cpu")
+    load_estimator(ck, device="cpu", precision="fp32", backend="onnxruntime")
     # the refusals start in parallel with the real node: each costs one interpreter start-up
     refusals = {"untrained": _start(), "cuda": _start("-p", f"checkpoint:={ck}", "-p", "device:=cuda")}
-    proc = _start("-p", f"checkpoint:={ck}", "-p", "max_uncertainty:=1000.0", "-p", "min_depth:=0.0",
+    proc = _start("-p", f"checkpoint:={ck}", *ORT_FP32, "-p", "max_uncertainty:=1000.0", "-p", "min_depth:=0.0",
                   "-p", "max_depth:=1000.0", "-r", "image:=/cam/image", "-r", "camera_info:=/cam/camera_info",
                   "-r", "depth/image:=/cam/depth/image", "-r", "depth/camera_info:=/cam/depth/camera_info",
                   "-r", "points:=/cam/points", "-r", "depth/confidence:=/cam/depth/confidence")
@@ -85,12 +97,7 @@ def test_node_process_answers_a_separate_client(ros):
     finally:
         spin.close()
         client.destroy_node()
-        proc.send_signal(signal.SIGINT)
-        try:
-            out = proc.communicate(timeout=20)[0]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out = proc.communicate()[0]
+        out = _stop(proc)
     assert proc.returncode == 0, out
     assert "Traceback" not in out
     assert "started from the graph cached for this checkpoint" in out
@@ -105,3 +112,32 @@ def test_node_process_answers_a_separate_client(ros):
         lines = [ln for ln in out.splitlines() if "cannot start" in ln]
         assert len(lines) == 1, out
         assert ("untrained" in lines[0]) if name == "untrained" else ("CUDA" in lines[0])
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["cpu-with-native-bf16", "cpu-without"])
+def test_default_node_on_either_cpu_starts_torch_free_and_says_why(ros, native):
+    """The defaults (device, precision and backend auto) on a CPU with native bf16 and on one without,
+    driven by MOADEPTH_CPU_BF16: both start from the cached ONNX Runtime fp32 graph, never map torch,
+    and log the one line that says what ran and why."""
+    ck = str(checkpoint_file())
+    from moadepth_core.estimator_loader import load_estimator
+
+    load_estimator(ck, device="cpu", precision="fp32", backend="onnxruntime")  # the graph auto will find
+    proc = _start("-p", f"checkpoint:={ck}", env={"MOADEPTH_CPU_BF16": "1" if native else "0"})
+    client = Client()
+    spin = Spinner(client)
+    try:
+        assert wait_for(lambda: client.image_pub.get_subscription_count() >= 1 or proc.poll() is not None, 90.0)
+        assert proc.poll() is None, proc.communicate()[0]
+        if sys.platform == "linux":
+            assert not _maps_torch(proc.pid)
+    finally:
+        spin.close()
+        client.destroy_node()
+        out = _stop(proc)
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    assert "started from the graph cached for this checkpoint" in out
+    why = [ln for ln in out.splitlines() if "runtime: cpu fp32 on onnxruntime (device auto, precision auto" in ln]
+    assert len(why) == 1, out
+    assert f"this CPU {'has' if native else 'has no'} native bf16 (per MOADEPTH_CPU_BF16={int(native)})" in why[0]
+    assert ("precision bf16 selects it" in why[0]) == native

@@ -29,6 +29,7 @@ from model_cache import fresh_model
 
 SIZE = [64, 96]
 ROOT = Path(__file__).resolve().parents[1]
+ORT = {"device": "cpu", "precision": "fp32", "backend": "onnxruntime"}  # what these tests test, never `auto`
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def cache(tmp_path_factory, checkpoint) -> Path:
     folder = tmp_path_factory.mktemp("onnx")
     old = os.environ.get("MOADEPTH_ONNX_CACHE")
     os.environ["MOADEPTH_ONNX_CACHE"] = str(folder)
-    first = load_estimator(checkpoint, device="cpu")  # a miss: builds, exports, records the alias
+    first = load_estimator(checkpoint, **ORT)  # a miss: builds, exports, records the alias
     assert isinstance(first, DepthEstimator) and first.backend == "onnxruntime"
     yield folder
     if old is None:
@@ -63,12 +64,43 @@ def _frame(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (48, 72, 3), dtype=np.uint8)
 
 
-def test_cpu_features_read_without_torch_match_torch():
+def test_cpu_features_read_without_torch_match_torch(monkeypatch):
     """The bf16 rule reads /proc/cpuinfo; torch's own CPUID probe is the reference."""
+    monkeypatch.delenv(runtime_choice.CPU_BF16_ENV, raising=False)
     caps = torch.cpu.get_capabilities()
     assert runtime_choice.cpu_has_native_bf16() == bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
     if runtime_choice.cuda_certainly_absent():
         assert not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_on_a_cpu_with_and_without_native_bf16(monkeypatch, native):
+    """Both kinds of CPU, on any machine: the override drives the one function auto reads."""
+    monkeypatch.setenv(runtime_choice.CPU_BF16_ENV, "1" if native else "0")
+    assert runtime_choice.cpu_bf16_facts() == (native, f"MOADEPTH_CPU_BF16={int(native)}")
+    # the defaults: ONNX Runtime fp32 on every CPU, so the node needs no torch (PERFORMANCE.md says why)
+    chosen = plan_runtime("cpu", "auto", "auto")
+    assert chosen == ("cpu", "fp32", "onnxruntime")
+    line = runtime_choice.explain_choice("cpu", "auto", "auto", chosen)
+    assert line.startswith("runtime: cpu fp32 on onnxruntime (device cpu, precision auto, backend auto: ")
+    assert f"this CPU {'has' if native else 'has no'} native bf16 (per MOADEPTH_CPU_BF16={int(native)})" in line
+    assert ("precision bf16 selects it" in line) == native
+    # backend torch chosen by the user: auto precision is bf16 only where the CPU runs it natively
+    chosen = plan_runtime("cpu", "auto", "torch")
+    assert chosen == ("cpu", "bf16" if native else "fp32", "torch")
+    assert f"auto precision with backend torch is {chosen[1]}" in runtime_choice.explain_choice(
+        "cpu", "auto", "torch", chosen)
+    # nothing auto: said as set, whatever the CPU
+    assert runtime_choice.explain_choice("cpu", "fp32", "onnxruntime", ("cpu", "fp32", "onnxruntime")) == \
+        "runtime: cpu fp32 on onnxruntime (device cpu, precision fp32, backend onnxruntime: as set)"
+
+
+def test_a_cpu_bf16_override_that_is_not_yes_or_no_is_one_sentence(monkeypatch):
+    from moadepth_core.errors import ConfigError
+
+    monkeypatch.setenv(runtime_choice.CPU_BF16_ENV, "maybe")
+    with pytest.raises(ConfigError, match=r"^MOADEPTH_CPU_BF16='maybe' is not a yes/no answer: use 1 .* or 0 "):
+        plan_runtime("cpu", "auto", "torch")
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])
@@ -105,7 +137,7 @@ def test_second_start_reads_the_cached_graph_and_gives_the_same_depth(cache, che
     alias = graph_cache.checkpoint_alias(cache, checkpoint, None, "fp32")
     assert json.loads(alias.read_text())["graph"] == first._runtime.graph_file.name
 
-    second = load_estimator(checkpoint, device="cpu")
+    second = load_estimator(checkpoint, **ORT)
     assert isinstance(second, CachedGraphEstimator)
     assert second.graph_file == first._runtime.graph_file
     assert (second.model_size, second.train_focal_px, second.precision) == \
@@ -120,33 +152,33 @@ def test_second_start_reads_the_cached_graph_and_gives_the_same_depth(cache, che
 
 def test_settings_or_bytes_that_differ_miss_the_alias(cache, checkpoint, tmp_path):
     # another size, precision or CLIP weights source is another graph: built in full
-    full = load_estimator(checkpoint, device="cpu", input_size=(32, 64))
+    full = load_estimator(checkpoint, input_size=(32, 64), **ORT)
     assert isinstance(full, DepthEstimator)
-    smaller = load_estimator(checkpoint, device="cpu", input_size=(32, 64))  # recorded by the build above
+    smaller = load_estimator(checkpoint, input_size=(32, 64), **ORT)  # recorded by the build above
     assert isinstance(smaller, CachedGraphEstimator) and smaller.model_size == full.model_size == (32, 64)
     assert smaller.train_focal_px == full.train_focal_px == pytest.approx(77.5 * 64 / 96)  # follows the resize
-    assert isinstance(load_estimator(checkpoint, device="cpu", pretrained="none"), DepthEstimator)
+    assert isinstance(load_estimator(checkpoint, pretrained="none", **ORT), DepthEstimator)
     # the same bytes under another name still hit; one byte changed does not
     moved = tmp_path / "moved.pt"
     shutil.copy(checkpoint, moved)
-    assert isinstance(load_estimator(moved, device="cpu"), CachedGraphEstimator)
+    assert isinstance(load_estimator(moved, **ORT), CachedGraphEstimator)
     data = bytearray(moved.read_bytes())
     data[-1] ^= 0xFF
     moved.write_bytes(bytes(data))
     assert graph_cache.read_alias(graph_cache.checkpoint_alias(cache, moved, None, "fp32")) is None
     # the backends that need torch never take the cached path
-    assert isinstance(load_estimator(checkpoint, device="cpu", backend="torch"), DepthEstimator)
-    assert isinstance(load_estimator(checkpoint, device="cpu", precision="int8"), DepthEstimator)
-    assert isinstance(load_estimator(checkpoint, device="cpu", precision="int8"), CachedGraphEstimator)
+    assert isinstance(load_estimator(checkpoint, device="cpu", backend="torch", precision="fp32"), DepthEstimator)
+    assert isinstance(load_estimator(checkpoint, device="cpu", backend="onnxruntime", precision="int8"), DepthEstimator)
+    assert isinstance(load_estimator(checkpoint, device="cpu", backend="onnxruntime", precision="int8"), CachedGraphEstimator)
 
 
 def test_an_alias_whose_graph_was_pruned_is_a_miss_and_goes_too(cache, checkpoint, tmp_path):
-    graph = load_estimator(checkpoint, device="cpu").graph_file
+    graph = load_estimator(checkpoint, **ORT).graph_file
     aside = tmp_path / graph.name  # moved away and back: the same bytes without exporting again
     graph.rename(aside)
-    assert cached_graph_for(checkpoint, device="cpu") is None  # a miss, not a crash
+    assert cached_graph_for(checkpoint, **ORT) is None  # a miss, not a crash
     aside.rename(graph)
-    assert cached_graph_for(checkpoint, device="cpu") is not None
+    assert cached_graph_for(checkpoint, **ORT) is not None
     naming = {a for a in cache.glob(f"{graph_cache.ALIAS_PREFIX}*.json")
               if json.loads(a.read_text())["graph"] == graph.name}
     others = set(cache.iterdir()) - naming - {graph}
@@ -155,17 +187,17 @@ def test_an_alias_whose_graph_was_pruned_is_a_miss_and_goes_too(cache, checkpoin
     assert set(graph_cache.prune_cache(cache)) == naming  # the aliases of other graphs stay
     assert set(cache.iterdir()) == others
     aside.rename(graph)
-    assert cached_graph_for(checkpoint, device="cpu") is None  # the alias went with it
+    assert cached_graph_for(checkpoint, **ORT) is None  # the alias went with it
     # the next start builds in full (the graph is found by its weights) and records the alias again
-    assert isinstance(load_estimator(checkpoint, device="cpu"), DepthEstimator)
-    assert isinstance(load_estimator(checkpoint, device="cpu"), CachedGraphEstimator)
+    assert isinstance(load_estimator(checkpoint, **ORT), DepthEstimator)
+    assert isinstance(load_estimator(checkpoint, **ORT), CachedGraphEstimator)
 
 
 def test_a_missing_checkpoint_still_fails_in_one_sentence(cache, tmp_path):
     from moadepth_core.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_estimator(tmp_path / "nope.pt", device="cpu")
+        load_estimator(tmp_path / "nope.pt", **ORT)
 
 
 def test_warm_start_imports_no_torch(cache, checkpoint):
@@ -173,7 +205,7 @@ def test_warm_start_imports_no_torch(cache, checkpoint):
     code = textwrap.dedent(f"""
         import sys, numpy as np
         from moadepth_core.estimator_loader import load_estimator
-        est = load_estimator({str(checkpoint)!r}, device="auto")
+        est = load_estimator({str(checkpoint)!r}, device="auto", precision="fp32", backend="onnxruntime")
         res = est.predict(np.zeros((48, 72, 3), np.uint8))
         print(type(est).__name__, res.depth.shape, res.confidence.dtype,
               sorted(m for m in ("torch", "open_clip", "torchvision") if m in sys.modules))
@@ -197,13 +229,13 @@ def test_first_start_in_a_process_without_torch_exports_in_a_child(checkpoint, t
         from moadepth_core.errors import CheckpointError
         from moadepth_core.estimator_loader import load_estimator
         try:
-            load_estimator({str(bad)!r}, device="cpu")
+            load_estimator({str(bad)!r}, device="cpu", precision="fp32", backend="onnxruntime")
         except CheckpointError as exc:
             print("refused:", exc)
-        est = load_estimator({str(checkpoint)!r}, device="cpu")
+        est = load_estimator({str(checkpoint)!r}, device="cpu", precision="fp32", backend="onnxruntime")
         np.save({str(out_npy)!r}, est.predict(np.full((48, 72, 3), 100, np.uint8)).depth)
         print(type(est).__name__, sorted(m for m in ("torch", "open_clip") if m in sys.modules))
-        est = load_estimator({str(checkpoint)!r}, device="cpu", precision="int8")  # quantised in a child
+        est = load_estimator({str(checkpoint)!r}, device="cpu", backend="onnxruntime", precision="int8")  # quantised in a child
         np.save({str(out_int8)!r}, est.predict(np.full((48, 72, 3), 100, np.uint8)).depth)
         print(type(est).__name__, est.precision, sorted(m for m in ("torch", "onnx") if m in sys.modules))
     """)
