@@ -18,7 +18,7 @@ Stages (each bounded; the whole default suite stays well under 10 minutes):
   transport  DDS transport alone: publish -> callback between two rclpy processes for the node's
            input (640x480 rgb8) and output (640x480 32FC1) and a tiny message, nothing else running
   node     depth_node over DDS on loopback: 640x480 rgb8 at 30 Hz, points on, at --node-precision
-           (default auto, the node's default: bf16 where the CPU has AVX512-BF16/AMX, else fp32);
+           (default auto, the node's default: fp32 on a CPU);
            stages node (backend auto, the node's default: onnxruntime fp32 on a CPU, torch on CUDA),
            node_compiled (torch_compile), node_onnxruntime_int8, and on request node_latest (the
            default with frame_policy latest), node_torch and node_onnxruntime (fp32); output rate,
