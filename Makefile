@@ -14,22 +14,24 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard moadepth_core moadepth_ros test scripts)
 
-# Network rule (../shared/ENVIRONMENT.md): DDS discovery stays on this machine and
-# every run gets a domain of its own. An already-set ROS_DOMAIN_ID is kept.
+# Network rule (docs/INSTALL.md): DDS discovery stays on this machine and every
+# run gets a domain of its own. An already-set ROS_DOMAIN_ID is kept.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 ifeq ($(strip $(ROS_DOMAIN_ID)),)
 ROS_DOMAIN_ID := $(shell echo $$(( RANDOM % 100 + 1 )))
 endif
 export ROS_DOMAIN_ID
 
-.PHONY: help venv demo test lint colcon bench clean distclean
+.PHONY: help venv demo test lint colcon bench clean clean-outputs distclean
 
 help:
 	@echo "make demo       set up .venv/ and run the demo"
 	@echo "make test       set up .venv/ (+ colcon via apt when root), ruff, pytest"
 	@echo "make lint       ruff check"
 	@echo "make bench      set up .venv/ and run scripts/bench.py"
-	@echo "make clean      remove build outputs (keeps .venv/); make distclean also removes .venv/"
+	@echo "make clean      remove build and test outputs (keeps .venv/ and every trained model)"
+	@echo "make clean-outputs  remove runs/, demo-output/ and bench-results.json (lists them first)"
+	@echo "make distclean  make clean, and also remove .venv/"
 
 venv: $(STAMP)
 
@@ -72,9 +74,21 @@ bench: $(STAMP)
 	$(VPY) -m pip install -q -r requirements-bench.txt
 	$(VPY) scripts/bench.py $(BENCH_ARGS)
 
+# clean: only what a build or a test run made (colcon's build/install/log, caches, egg-info).
+# bench-results.json stays: it is a measurement `make bench` took minutes to produce, not a build
+# output. What a user trained, recorded or measured (runs/, demo-output/, bench-results.json) goes
+# only with clean-outputs, which names it first.
+# No prerequisite: cleaning must never create or install the venv.
 clean:
-	rm -rf build install log demo-output runs bench-results.json .pytest_cache .ruff_cache *.egg-info
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+	rm -rf build install log .pytest_cache .ruff_cache .hypothesis *.egg-info
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+
+OUTPUTS := $(wildcard runs demo-output bench-results.json)
+clean-outputs:
+	@if [ -z "$(OUTPUTS)" ]; then echo "clean-outputs: no runs/, demo-output/ or bench-results.json to remove"; exit 0; fi; \
+	echo "clean-outputs: removing what was trained, recorded or measured:"; \
+	for d in $(OUTPUTS); do echo "  $$d ($$(du -sh $$d | cut -f1), $$(find $$d -name '*.pt' | wc -l) checkpoint(s))"; done; \
+	rm -rf $(OUTPUTS)
 
 distclean: clean
 	rm -rf $(VENV)

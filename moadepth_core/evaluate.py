@@ -1,4 +1,4 @@
-"""`moadepth evaluate`: the NYU protocol (PAPER.md) on any RGB-D source, plus the one predict-a-frame path.
+"""`moadepth evaluate`: the NYU protocol (docs/PAPER.md) on any RGB-D source, plus the one predict-a-frame path.
 
 :func:`predict_depth` is shared by ``predict``, ``evaluate`` and the trainer's validation, so
 the depth a user sees, the depth that is scored and the depth that picks ``best.pt`` come from

@@ -54,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# Network rule (shared/ENVIRONMENT.md): DDS discovery stays on this machine, one domain per run.
+# Network rule (docs/INSTALL.md): DDS discovery stays on this machine, one domain per run.
 # Set before rclpy is imported anywhere, inherited by the node subprocess.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))

@@ -49,22 +49,29 @@ if [[ -n "${CHECKPOINT:-}" ]]; then
 else
     stage "2/5 fine-tune on the first $TRAIN_FRAMES frames: up to $STEPS steps or ${TRAIN_SECONDS}s on CPU"
     t0=$SECONDS
-    # Bounded in wall time whatever the machine's load: SIGINT at the bound, keep the last checkpoint
-    # (written every 20 steps). `timeout` exits 124 then, which is expected.
+    # Bounded in wall time whatever the machine's load: SIGINT at the bound, keep what was written
+    # (last.pt every 20 steps, best.pt at each validation). `timeout` exits 124 then, which is expected.
+    # Without the bound, the epochs end it first: 96 frames - 10 held out = 21 batches of 4 per epoch,
+    # x 10 epochs (config/train_synth.yaml) = 210 steps, under STEPS.
     rc=0
     timeout --foreground --signal=INT --kill-after=30 "$TRAIN_SECONDS" "$BIN/moadepth" train --config config/train_synth.yaml \
         --data "$OUT/site/train_bag" --image-topic "$IMG" --depth-topic "$DEPTH" --out "$OUT/run" \
         --max-steps "$STEPS" --device cpu --set ckpt_every=20 || rc=$?
-    CKPT=$OUT/run/last.pt
+    # The node gets best.pt (network only, ~124 MB; the best validation AbsRel), not last.pt (~371 MB:
+    # also the optimiser state, for --resume). best.pt exists once one validation ran (every epoch).
+    CKPT=$OUT/run/best.pt
     if [[ ! -f "$CKPT" ]]; then
-        echo "demo: training wrote no checkpoint (exit $rc); raise TRAIN_SECONDS or pass CHECKPOINT=" >&2
+        echo "demo: training wrote no best.pt (exit $rc; no validation finished); raise TRAIN_SECONDS or pass CHECKPOINT=" >&2
         exit 1
     fi
     [[ $rc == 0 ]] || echo "demo: training stopped at the ${TRAIN_SECONDS}s bound; using $CKPT"
-    DONE_STEPS=$("$BIN/python" -c "import sys; from moadepth_core.checkpoint import read_checkpoint; \
-print(read_checkpoint(sys.argv[1]).get('step', '?'))" "$CKPT")
+    step_of() { "$BIN/python" -c "import sys; from moadepth_core.checkpoint import read_checkpoint; \
+print(read_checkpoint(sys.argv[1]).get('step', '?'))" "$1"; }
+    DONE_STEPS=$(step_of "$OUT/run/last.pt")
+    BEST_STEP=$(step_of "$CKPT")
     TRAIN_WHAT="$DONE_STEPS steps of config/train_synth.yaml on CPU in $(( SECONDS - t0 )) s on the first \
-$TRAIN_FRAMES frames (the last 10 % of those held out for validation)"
+$TRAIN_FRAMES frames (the last 10 % of those held out for validation); best.pt is the best validation, \
+at step $BEST_STEP"
 fi
 
 stage "3/5 depth_node (use_sim_time) on the last $TEST_FRAMES frames, driven by bag_replay at x$RATE"

@@ -1,0 +1,190 @@
+"""The README's promises to a newcomer, checked: its colcon dependency line hands pip exactly the
+non-ROS pins, `make clean` keeps trained models, the demo's checkpoint is the one the README runs,
+and the repository refers to nothing outside itself."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+RECIPE_MARKER = "<!-- colcon-recipe:"
+
+
+def _colcon_recipe() -> list[str]:
+    """The lines of the fenced bash block right after the README's colcon-recipe marker."""
+    text = README.read_text()
+    assert RECIPE_MARKER in text, "README.md lost the colcon-recipe marker above its colcon block"
+    after = text.split(RECIPE_MARKER, 1)[1]
+    m = re.search(r"^```bash\n(.*?)^```", after, flags=re.S | re.M)
+    assert m, "no ```bash block after the colcon-recipe marker"
+    return m.group(1).splitlines()
+
+
+def _pip_line() -> str:
+    lines = [ln for ln in _colcon_recipe() if ln.startswith("pip install ")]
+    assert len(lines) == 1, f"expected one pip install line in the colcon recipe, got {lines}"
+    return lines[0]
+
+
+def _requirements(path: Path) -> set[str]:
+    """requirements.txt's requirements, normalised, as pip reads them (full-line comments only)."""
+    reqs = set()
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            reqs.add(str(Requirement(line)))
+    return reqs
+
+
+def test_requirements_have_no_inline_comments() -> None:
+    for n, line in enumerate((REPO / "requirements.txt").read_text().splitlines(), 1):
+        if not line.lstrip().startswith("#"):
+            assert "#" not in line, f"requirements.txt:{n} has an inline comment: {line!r}"
+
+
+def test_colcon_recipe_pips_inside_a_venv_colcon_ignores() -> None:
+    """ROS 2's recommended way: a --system-site-packages venv marked COLCON_IGNORE, pip only inside
+    it, and colcon run by that venv's python (Ubuntu 24.04 refuses pip outside a venv)."""
+    recipe = [ln.strip() for ln in _colcon_recipe()]
+
+    def index(prefix: str) -> int:
+        found = [i for i, ln in enumerate(recipe) if ln.startswith(prefix)]
+        assert found, f"the colcon recipe has no line starting with {prefix!r}"
+        return found[0]
+
+    venv = index("python3 -m venv --system-site-packages ")
+    venv_dir = recipe[venv].split()[-1]
+    ignore = index(f"touch {venv_dir}/COLCON_IGNORE")
+    activate = index(f"source {venv_dir}/bin/activate")
+    pip = index("pip install ")
+    build = index("python -m colcon build")
+    assert venv < ignore < pip and venv < activate < pip < build
+    assert not any(ln.startswith(("sudo pip", "pip3 install")) for ln in recipe)
+
+
+def test_readme_dependency_command_hands_pip_the_non_ros_pins(tmp_path: Path) -> None:
+    """Runs the README's own $(...) with bash, word splitting included, on requirements.txt laid out
+    where the recipe expects it, and checks each word pip would get."""
+    line = _pip_line()
+    m = re.fullmatch(r"pip install (\$\((.*)\))", line)
+    assert m, f"the pip line is not `pip install $(...)`: {line!r}"
+    substitution, inner = m.group(1), m.group(2)
+    paths = re.findall(r"\S*requirements\.txt", inner)
+    assert len(paths) == 1, inner
+    ws = tmp_path / "ws"  # the recipe's `cd ~/ws`
+    target = ws / paths[0]
+    target.parent.mkdir(parents=True)
+    shutil.copy(REPO / "requirements.txt", target)
+
+    out = subprocess.run(["bash", "-c", f"printf '%s\\n' {substitution}"], cwd=ws, capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    words = out.split("\n")[:-1]
+    assert words, "the dependency command produced no package"
+    parsed = []
+    for word in words:
+        assert not word.startswith("#"), f"pip would be handed {word!r}"
+        parsed.append(str(Requirement(word)))  # raises InvalidRequirement on anything pip refuses
+    assert len(parsed) == len(set(parsed)), "a requirement is handed to pip twice"
+    expected = {r for r in _requirements(REPO / "requirements.txt") if not r.startswith("ros-")}
+    assert set(parsed) == expected
+    assert not any(p.startswith("ros-") for p in parsed)
+
+
+@pytest.fixture
+def makefile_copy(tmp_path: Path) -> Path:
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed")
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "runs" / "x" / "best.pt").write_bytes(b"trained")
+    (tmp_path / "demo-output" / "report").mkdir(parents=True)
+    (tmp_path / "demo-output" / "report" / "report.md").write_text("# report\n")
+    for d in ("build/moadepth_ros", "install", "log", "pkg/__pycache__", ".pytest_cache"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "bench-results.json").write_text("{}\n")
+    return tmp_path
+
+
+def _make(where: Path, target: str) -> subprocess.CompletedProcess:
+    # PYTHON=false: any attempt to build the venv would fail the command.
+    return subprocess.run(["make", "--no-print-directory", target, "PYTHON=false"], cwd=where,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_make_clean_keeps_trained_models(makefile_copy: Path) -> None:
+    r = _make(makefile_copy, "clean")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (makefile_copy / "runs" / "x" / "best.pt").read_bytes() == b"trained"
+    assert (makefile_copy / "demo-output" / "report" / "report.md").is_file()
+    assert (makefile_copy / "bench-results.json").is_file()
+    for gone in ("build", "install", "log", "pkg/__pycache__", ".pytest_cache"):
+        assert not (makefile_copy / gone).exists(), f"make clean left {gone}"
+    assert not (makefile_copy / ".venv").exists(), "make clean created the venv"
+
+
+def test_make_clean_outputs_says_what_it_removes(makefile_copy: Path) -> None:
+    r = _make(makefile_copy, "clean-outputs")
+    assert r.returncode == 0, r.stdout + r.stderr
+    listed = r.stdout.split("rm -rf")[0]
+    for name in ("runs", "demo-output", "bench-results.json"):
+        assert name in listed, f"clean-outputs did not name {name} before removing it:\n{r.stdout}"
+        assert not (makefile_copy / name).exists()
+    assert (makefile_copy / "build").is_dir(), "clean-outputs is not clean"
+
+
+def test_readme_runs_the_checkpoint_the_demo_trains() -> None:
+    readme = README.read_text()
+    m = re.search(r"checkpoint:=(\S+)", readme)
+    assert m, "the README never shows the node a checkpoint"
+    first = m.group(1)
+    demo = (REPO / "scripts" / "demo.sh").read_text()
+    out = re.search(r"^OUT=\$\{DEMO_OUT:-([^}]+)\}", demo, flags=re.M).group(1)
+    ckpt = re.search(r"^\s*CKPT=\$OUT/(\S+)$", demo, flags=re.M).group(1)
+    assert first == f"{out}/{ckpt}", "the README's first node command does not run the demo's checkpoint"
+    trainer = (REPO / "moadepth_core" / "trainer.py").read_text()
+    assert f'self.save("{Path(ckpt).name}", metrics, with_state=False)' in trainer, \
+        "the demo hands the node a file the trainer does not write without optimiser state"
+
+
+def _tracked_text_files() -> list[Path]:
+    try:
+        names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True,
+                               timeout=30).stdout.decode().split("\0")
+        files = [REPO / n for n in names if n]
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", "build", "install", "log"}
+        files = [p for p in REPO.rglob("*") if p.is_file() and not skip & set(p.relative_to(REPO).parts)]
+    out = []
+    for p in files:
+        if p.is_file() and p.suffix not in {".png", ".pt", ".onnx", ".mcap", ".db3"}:
+            out.append(p)
+    return out
+
+
+def test_repository_refers_to_nothing_outside_itself() -> None:
+    outside = ["../" + "shared", "shared/" + "ENVIRONMENT.md", "shared/" + "PAPER.md"]
+    hits = []
+    for p in _tracked_text_files():
+        try:
+            text = p.read_text()
+        except UnicodeDecodeError:
+            continue
+        hits += [f"{p.relative_to(REPO)}: {s}" for s in outside if s in text]
+    assert not hits
+
+
+def test_docs_the_readme_names_exist() -> None:
+    docs = set(re.findall(r"docs/[A-Za-z_]+\.md", README.read_text()))
+    assert {"docs/PAPER.md", "docs/INSTALL.md", "docs/ROS.md"} <= docs
+    assert all((REPO / d).is_file() for d in docs), sorted(d for d in docs if not (REPO / d).is_file())
+
+
+def test_readme_is_short() -> None:
+    assert len(README.read_text().splitlines()) <= 200
