@@ -44,7 +44,7 @@ setup(
     description="MoA-DepthCLIP monocular depth estimation for ROS 2",
     license=_package_xml_field("license"),
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={"moadepth_core": ["**/*.yaml", "**/*.json"], "moadepth_ros": ["*.xml"]},
+    package_data={"moadepth_core": ["**/*.yaml", "**/*.json"], "moadepth_ros": ["**/*.xml"]},
     data_files=data_files,
     python_requires=">=3.10",
     # Minimal on purpose: the pinned, verified set lives in requirements.txt, and ROS
@@ -56,9 +56,9 @@ setup(
     entry_points={
         "console_scripts": [
             "moadepth = moadepth_core.cli:main",
-            "depth_node = moadepth_ros.depth_node:main",
-            "bag_eval = moadepth_ros.bag_eval:main",
-            "bag_replay = moadepth_ros.bag_replay:main",
+            "depth_node = moadepth_ros.node.depth_node:main",
+            "bag_eval = moadepth_ros.tools.bag_eval:main",
+            "bag_replay = moadepth_ros.tools.bag_replay:main",
         ],
     },
 )

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from .errors import ConfigError
+from moadepth_core.errors import ConfigError
 
 # NYU Depth V2 scene types (the 27 of the labelled set), used as CLIP prompts.
 NYU_SCENES: tuple[str, ...] = (

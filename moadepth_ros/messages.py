@@ -14,9 +14,10 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from moadepth_core import geometry, imaging
+from moadepth_core import geometry
 from moadepth_core.errors import DataError
-from moadepth_core.pointcloud import PackedCloud
+from moadepth_core.geometry import image_buffers as imaging
+from moadepth_core.geometry.pointcloud import PackedCloud
 
 
 def _byte_array(data) -> array.array:

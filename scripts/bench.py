@@ -59,14 +59,14 @@ sys.path.insert(0, str(ROOT))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
 # The camera side of the node run is this process: same large-message transport as depth_node.
-from moadepth_ros import transport  # noqa: E402
+from moadepth_ros.node import transport  # noqa: E402
 
 transport.use_large_data_profile()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from moadepth_core.inference import choose_precision, cpu_has_native_bf16  # noqa: E402
+from moadepth_core.runtime.torch.estimator import choose_precision, cpu_has_native_bf16  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -106,7 +106,7 @@ def timed(fn: Callable[[], object], repeat: int, warmup: int = 2, sync: Callable
 
 def build_random_model(size: tuple[int, int]):
     from moadepth_core.config import ModelConfig
-    from moadepth_core.network import build_model
+    from moadepth_core.model.network import build_model
 
     torch.manual_seed(0)
     return build_model(ModelConfig(pretrained="none", image_size=list(size))).eval()
@@ -123,7 +123,7 @@ def test_frame() -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 def stage_forward(res: dict, repeat: int) -> None:
-    from moadepth_core.inference import DepthEstimator
+    from moadepth_core.runtime.torch.estimator import DepthEstimator
 
     rgb = test_frame()
     detail = res["details"].setdefault("forward_ms", {})
@@ -170,7 +170,9 @@ def stage_pack(res: dict, repeat: int) -> None:
     from sensor_msgs.msg import PointCloud2, PointField
     from std_msgs.msg import Header
 
-    from moadepth_core import depth_postprocess, geometry, pointcloud
+    from moadepth_core import geometry
+    from moadepth_core.geometry import pointcloud
+    from moadepth_core.geometry import postprocess as depth_postprocess
     from moadepth_ros import messages
 
     h, w = FRAME_HW
@@ -219,7 +221,7 @@ def stage_pack(res: dict, repeat: int) -> None:
 # ---------------------------------------------------------------------------------------------
 def stage_train(res: dict, steps: int) -> None:
     from moadepth_core.config import LossConfig
-    from moadepth_core.losses import depth_loss
+    from moadepth_core.training.losses import depth_loss
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for dev in devices:
@@ -253,7 +255,7 @@ def stage_peer(res: dict, repeat: int) -> None:
         return
     torch.manual_seed(0)
     peer = DepthAnythingForDepthEstimation(DepthAnythingConfig()).eval()  # DA2-Small architecture
-    from moadepth_core.inference import DepthEstimator
+    from moadepth_core.runtime.torch.estimator import DepthEstimator
 
     # Ours (fp32, 640x480 frame through DepthEstimator) is timed interleaved with the peer, so a
     # change in machine load hits both sides of the ratio alike.
@@ -469,7 +471,7 @@ class NodeRun:
         """Per answered frame of the current drive (after ``skip_s``), milliseconds from publish to
         depth received, split by the node's timing log: transport in, the node's stages up to the
         depth message, transport out. Both processes stamp CLOCK_MONOTONIC, so the parts add up."""
-        from moadepth_ros.diagnostics import STAGES, read_timing_log
+        from moadepth_ros.node.diagnostics import STAGES, read_timing_log
 
         to_depth = STAGES[: STAGES.index("depth_out") + 1]  # the stages inside the depth latency
 
@@ -494,7 +496,7 @@ class NodeRun:
     def worker_cycle(self, skip_s: float = 0.0) -> dict[str, float]:
         """p50 of every stage of the node's worker (the outputs after depth included) and of the
         interval between depth publications, over the current drive: what bounds the output rate."""
-        from moadepth_ros.diagnostics import STAGES, read_timing_log
+        from moadepth_ros.node.diagnostics import STAGES, read_timing_log
 
         try:
             rows = read_timing_log(self.timing_log)
@@ -647,7 +649,7 @@ class NodeRun:
 
 
 def make_checkpoint(tmp: Path, size: tuple[int, int] = (224, 224)) -> Path:
-    from moadepth_core.checkpoint import save_checkpoint
+    from moadepth_core.model.checkpoint import save_checkpoint
 
     path = tmp / "bench-random.pt"
     save_checkpoint(path, build_random_model(size))
@@ -659,9 +661,9 @@ def make_weights_file_checkpoint(tmp: Path) -> Path:
     from the hub cache): random weights written to ``tmp`` (605 MB), since none can be downloaded here."""
     import open_clip
 
-    from moadepth_core.checkpoint import save_checkpoint
     from moadepth_core.config import ModelConfig
-    from moadepth_core.network import build_model
+    from moadepth_core.model.checkpoint import save_checkpoint
+    from moadepth_core.model.network import build_model
 
     weights, path = tmp / "clip-vit-b-32.pt", tmp / "bench-weights-file.pt"
     torch.manual_seed(0)
@@ -681,7 +683,7 @@ def stage_node(res: dict, tmp: Path, duration_s: float, rate_hz: float, backend:
     """depth_node end to end at ``precision`` (default ``res["node_precision"]``, fp32 for onnxruntime);
     backend auto (the node's default) writes the plain keys and ``node_backend``, others get a
     ``_<backend>`` suffix, plus ``_int8`` for int8 and ``_latest`` for frame_policy latest."""
-    from moadepth_core.inference import DepthEstimator
+    from moadepth_core.runtime.torch.estimator import DepthEstimator
 
     suffix = ("" if backend == "auto" else f"_{backend}") + ("_int8" if precision == "int8" else "") + \
         ("_latest" if frame_policy == "latest" else "")

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from moadepth_core import colorize, report
-from moadepth_core.data.bag_source import BagSource, header_from_cdr
+from moadepth_core.data.rosbag.source import BagSource, header_from_cdr
 from moadepth_core.errors import DataError, cli_entry
-from moadepth_core.metrics import METRIC_KEYS
-from moadepth_core.pointcloud import PackedCloud, unpack_points, unpack_rgb, write_ply
+from moadepth_core.evaluation import colorize, report
+from moadepth_core.evaluation.metrics import METRIC_KEYS
+from moadepth_core.geometry.pointcloud import PackedCloud, unpack_points, unpack_rgb, write_ply
 
 LATCHED = ("/tf_static",)
 

@@ -65,7 +65,7 @@ else
         exit 1
     fi
     [[ $rc == 0 ]] || echo "demo: training stopped at the ${TRAIN_SECONDS}s bound; using $CKPT"
-    step_of() { "$BIN/python" -c "import sys; from moadepth_core.checkpoint import read_checkpoint; \
+    step_of() { "$BIN/python" -c "import sys; from moadepth_core.model.checkpoint import read_checkpoint; \
 print(read_checkpoint(sys.argv[1]).get('step', '?'))" "$1"; }
     DONE_STEPS=$(step_of "$OUT/run/last.pt")
     BEST_STEP=$(step_of "$CKPT")

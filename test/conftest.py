@@ -22,7 +22,7 @@ if not os.environ.get("ROS_DOMAIN_ID"):
 # The product's transport default (depth_node applies it too), where /dev/shm has room for it;
 # tests of the choice itself pass their own env.
 if importlib.util.find_spec("moadepth_ros") is not None:
-    from moadepth_ros import transport
+    from moadepth_ros.node import transport
 
     if (transport.shm_free_bytes() or 0) >= transport.MIN_SHM_FREE:
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(transport.PROFILE_PATH)

@@ -32,7 +32,7 @@ def checkpoint_file() -> Path:
     """A real checkpoint of a random 64x96 network, written once per test process."""
     if not _CKPT:
         import model_cache
-        from moadepth_core.checkpoint import save_checkpoint
+        from moadepth_core.model.checkpoint import save_checkpoint
 
         folder = Path(tempfile.mkdtemp(prefix="moadepth-node-test-"))
         atexit.register(shutil.rmtree, folder, True)

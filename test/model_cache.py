@@ -7,7 +7,7 @@ import functools
 import torch
 
 from moadepth_core.config import ModelConfig
-from moadepth_core.network import MoADepthCLIP, build_model
+from moadepth_core.model.network import MoADepthCLIP, build_model
 
 
 def random_config(**overrides) -> ModelConfig:

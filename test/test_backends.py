@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from moadepth_core.backends import OnnxRuntimeBackend, _cache_file, check_backend
 from moadepth_core.errors import DeviceError
-from moadepth_core.inference import DepthEstimator
+from moadepth_core.runtime.torch.backends import OnnxRuntimeBackend, _cache_file, check_backend
+from moadepth_core.runtime.torch.estimator import DepthEstimator
 from model_cache import fresh_model
 
 SIZE = (64, 96)  # a 4:3-ish non-square size: catches H/W mix-ups in the export
@@ -82,7 +82,7 @@ def test_onnxruntime_releases_the_torch_weights_it_loaded(onnx_cache, tmp_path):
     """ORT holds its own copy of the weights: an estimator that loaded the checkpoint itself drops the
     torch copy (hundreds of MB for ViT-B/32) and still gives torch's depth; a model passed in by the
     caller is never touched."""
-    from moadepth_core.checkpoint import save_checkpoint
+    from moadepth_core.model.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "small.pt"
     save_checkpoint(ckpt, _small_model(), train_focal_px=80.0, step=1)
@@ -102,7 +102,7 @@ def test_onnxruntime_threads_stop_spinning_once_a_run_ends(onnx_cache):
 
     import onnxruntime as ort
 
-    from moadepth_core.backends import onnx_graph
+    from moadepth_core.runtime.torch.backends import onnx_graph
 
     ours = OnnxRuntimeBackend(_small_model(), SIZE, threads=2, cache_dir=onnx_cache)
     so = ort.SessionOptions()
@@ -160,8 +160,8 @@ def test_streamed_onnx_file_is_the_one_piece_model(tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from moadepth_core import onnx_writer
-    from moadepth_core.backends import DepthOutputs
+    from moadepth_core.runtime.torch import onnx_writer
+    from moadepth_core.runtime.torch.backends import DepthOutputs
 
     x = torch.rand(1, 3, *SIZE)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
@@ -193,7 +193,7 @@ def test_streamed_onnx_file_is_the_one_piece_model(tmp_path):
 
 def test_onnx_cache_key_changes_with_the_graph_version(onnx_cache, monkeypatch):
     """A cache written before the graph's structure changed (same weights) must not be reused."""
-    from moadepth_core import graph_cache
+    from moadepth_core.runtime import graph_cache
 
     model = _small_model()
     old = _cache_file(onnx_cache, model, SIZE)
@@ -204,8 +204,8 @@ def test_onnx_cache_key_changes_with_the_graph_version(onnx_cache, monkeypatch):
 def test_onnx_cache_keeps_the_most_recently_used_graphs(onnx_cache, tmp_path):
     """Every retrained checkpoint adds graphs of hundreds of MB: the cache keeps the newest few, and
     using a graph counts as new (a node restarted on an old checkpoint keeps its graph)."""
-    from moadepth_core.backends import onnx_graph
-    from moadepth_core.graph_cache import CACHE_KEEP, prune_cache
+    from moadepth_core.runtime.graph_cache import CACHE_KEEP, prune_cache
+    from moadepth_core.runtime.torch.backends import onnx_graph
 
     folder = tmp_path / "cache"
     folder.mkdir()

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from moadepth_core.metrics import METRIC_KEYS, aggregate, compute_metrics
-from moadepth_ros import bag_eval
+from moadepth_core.evaluation.metrics import METRIC_KEYS, aggregate, compute_metrics
+from moadepth_ros.tools import bag_eval
 from test_bag_source import DEP, IMG, write_bag
 
 PRED = "/depth/image"
@@ -40,7 +40,7 @@ def _preds(depths, seed=1):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from moadepth_core.checkpoint import save_checkpoint
+    from moadepth_core.model.checkpoint import save_checkpoint
     from model_cache import fresh_model
 
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
@@ -49,7 +49,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_network_metrics_equal_direct_computation(tmp_path, checkpoint):
-    from moadepth_core.inference import DepthEstimator
+    from moadepth_core.runtime.torch.estimator import DepthEstimator
 
     rgbs, depths, _ = write_bag(tmp_path / "bag", 3)
     rc = bag_eval.main(["--bag", str(tmp_path / "bag"), "--image-topic", IMG, "--depth-topic", DEP,
@@ -114,7 +114,7 @@ def test_untrained_network_must_be_asked_for(tmp_path, capsys):
 
 
 def test_undecodable_frame_stops_or_is_skipped_and_counted(tmp_path, capsys):
-    from moadepth_core.data.bag_writer import RGBDBagWriter
+    from moadepth_core.data.rosbag.writer import RGBDBagWriter
     from test_bag_source import H, W
 
     _, depths, _ = write_bag(tmp_path / "probe", 3)

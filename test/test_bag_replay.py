@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from moadepth_core.data.bag_source import BagSource
-from moadepth_core.data.bag_writer import RGBDBagWriter
+from moadepth_core.data.rosbag.source import BagSource
+from moadepth_core.data.rosbag.writer import RGBDBagWriter
 from test_bag_source import IMG, T0, H, K, W, make_frames
 
 BIN = Path(sys.executable).parent

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from moadepth_core.data import open_source
-from moadepth_core.data.bag_source import BagSource, header_from_cdr
-from moadepth_core.data.bag_writer import RGBDBagWriter
+from moadepth_core.data.rosbag.source import BagSource, header_from_cdr
+from moadepth_core.data.rosbag.tf_tree import StaticTfTree
+from moadepth_core.data.rosbag.writer import RGBDBagWriter
 from moadepth_core.errors import DataError
 from moadepth_core.geometry import compose_transforms, intrinsics_matrix, invert_transform, transform_matrix
-from moadepth_core.tf_tree import StaticTfTree
 
 H, W = 64, 96
 K = intrinsics_matrix(80.0, 80.0, 47.5, 31.5)

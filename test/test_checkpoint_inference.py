@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from moadepth_core import runtime_choice
-from moadepth_core.checkpoint import load_checkpoint, save_checkpoint
 from moadepth_core.errors import CheckpointError, DeviceError, UntrainedError
-from moadepth_core.inference import DepthEstimator, choose_precision
+from moadepth_core.model.checkpoint import load_checkpoint, save_checkpoint
+from moadepth_core.runtime import choice as runtime_choice
+from moadepth_core.runtime.torch.estimator import DepthEstimator, choose_precision
 from model_cache import fresh_model
 
 SIZE = [64, 96]

@@ -301,7 +301,7 @@ def test_open_source_detection(nyu_mat, tmp_path, monkeypatch):
     assert isinstance(lst, NYUFileListSource) and lst.data_root == tmp_path
     (tmp_path / "bag").mkdir()
     (tmp_path / "bag/metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
-    monkeypatch.setitem(sys.modules, "moadepth_core.data.bag_source", None)  # import fails
+    monkeypatch.setitem(sys.modules, "moadepth_core.data.rosbag.source", None)  # import fails
     with pytest.raises(DataError, match="bag support is unavailable"):
         open_source(tmp_path / "bag")
     (tmp_path / "x.mcap").write_bytes(b"")

@@ -24,11 +24,12 @@ from depth_node_harness import (
     stamp_of,
     wait_for,
 )
-from moadepth_core import geometry, runtime_choice
+from moadepth_core import geometry
 from moadepth_core.errors import DataError, DeviceError, UntrainedError
-from moadepth_core.inference import DepthEstimator
+from moadepth_core.runtime import choice as runtime_choice
+from moadepth_core.runtime.torch.estimator import DepthEstimator
 from moadepth_ros import messages
-from moadepth_ros.depth_node import DepthNode, LifecycleDepthNode
+from moadepth_ros.node.depth_node import DepthNode, LifecycleDepthNode
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +102,7 @@ def test_depth_points_confidence_and_info_carry_the_input_header(running):
     assert cloud.is_dense == bool(np.isfinite(depth).all())  # is_dense false whenever a point is NaN
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
     pts = messages.msg_to_packed(cloud)
-    from moadepth_core.pointcloud import unpack_points, unpack_rgb
+    from moadepth_core.geometry.pointcloud import unpack_points, unpack_rgb
 
     np.testing.assert_allclose(unpack_points(pts), geometry.backproject(depth, K_pub), rtol=1e-5, atol=1e-6,
                                equal_nan=True)
@@ -358,8 +359,8 @@ def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monk
     per-stage times the node reports on /diagnostics account for its latency."""
     import threading
 
-    from moadepth_ros import depth_node as dn
-    from moadepth_ros.diagnostics import STAGES
+    from moadepth_ros.node import depth_node as dn
+    from moadepth_ros.node.diagnostics import STAGES
 
     threads: dict[str, set[int]] = {"build": set(), "predict": set()}
 
@@ -402,7 +403,7 @@ def test_timing_log_has_one_row_per_answered_frame_on_the_shared_clock(running, 
     """The per-frame profile a user (or the benchmark) joins with their own publish times."""
     import time
 
-    from moadepth_ros.diagnostics import STAGES, read_timing_log
+    from moadepth_ros.node.diagnostics import STAGES, read_timing_log
 
     log = tmp_path / "timing.csv"
     node, client = running(timing_log=str(log))

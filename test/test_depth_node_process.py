@@ -63,7 +63,7 @@ def test_node_process_answers_a_separate_client(ros):
     ck = str(checkpoint_file())
     # this checkpoint's graph is cached (exported here if no earlier test did): the node restarts
     # from it without torch, as on a robot's every start but the first
-    from moadepth_core.estimator_loader import load_estimator
+    from moadepth_core.runtime.loader import load_estimator
 
     load_estimator(ck, device="cpu", precision="fp32", backend="onnxruntime")
     # the refusals start in parallel with the real node: each costs one interpreter start-up
@@ -120,7 +120,7 @@ def test_default_node_on_either_cpu_starts_torch_free_and_says_why(ros, native):
     driven by MOADEPTH_CPU_BF16: both start from the cached ONNX Runtime fp32 graph, never map torch,
     and log the one line that says what ran and why."""
     ck = str(checkpoint_file())
-    from moadepth_core.estimator_loader import load_estimator
+    from moadepth_core.runtime.loader import load_estimator
 
     load_estimator(ck, device="cpu", precision="fp32", backend="onnxruntime")  # the graph auto will find
     proc = _start("-p", f"checkpoint:={ck}", env={"MOADEPTH_CPU_BF16": "1" if native else "0"})

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from moadepth_ros.diagnostics import FrameStats
+from moadepth_ros.node.diagnostics import FrameStats
 
 
 def test_rates_latency_and_stage_medians_over_the_window():
@@ -49,7 +49,7 @@ def test_a_stage_missing_from_some_frames_is_the_median_of_those_that_had_it():
 
 
 def test_timing_log_appends_rows_under_one_header(tmp_path):
-    from moadepth_ros.diagnostics import STAGES, TimingLog, read_timing_log
+    from moadepth_ros.node.diagnostics import STAGES, TimingLog, read_timing_log
 
     path = tmp_path / "t.csv"
     for run in range(2):  # a restarted node appends to the same file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moadepth_core.frame_pacing import JITTER_SHARE, FramePacer
+from moadepth_ros.node.pacing import JITTER_SHARE, FramePacer
 
 
 def _pacer(period: float, n: int = 8, jitter: float = 0.0, seed: int = 0) -> FramePacer:

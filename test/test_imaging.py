@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from rosbags.image import message_to_cvimage
 from rosbags.typesys import Stores, get_typestore
 
-from moadepth_core import imaging
 from moadepth_core.errors import DataError
+from moadepth_core.geometry import image_buffers as imaging
 
 TS = get_typestore(Stores.ROS2_KILTED)
 RosImage = TS.types["sensor_msgs/msg/Image"]
@@ -168,7 +168,7 @@ def test_random_messages_decode_or_raise_data_error(encoding, height, width, ste
 def test_colorize_and_panel(tmp_path):
     import cv2
 
-    from moadepth_core import colorize
+    from moadepth_core.evaluation import colorize
 
     depth = np.array([[0.0, 1.0, np.nan], [2.0, 3.0, np.inf]], np.float32)
     rgb = colorize.colorize_depth(depth, 1.0, 3.0)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from moadepth_ros.node_config import BY_NAME
+from moadepth_ros.node.parameters import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_PARAMS = {"use_sim_time"}  # declared by every rclpy node
@@ -46,7 +46,7 @@ def test_declared_parameters_match_a_real_node():
     import rclpy
     from rclpy.parameter import Parameter
 
-    from moadepth_ros.depth_node import LifecycleDepthNode
+    from moadepth_ros.node.depth_node import LifecycleDepthNode
 
     rclpy.init()
     try:

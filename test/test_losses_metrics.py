@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from moadepth_core.config import LossConfig
-from moadepth_core.head import bin_edges
-from moadepth_core.losses import bin_cross_entropy, depth_loss, silog, valid_mask
-from moadepth_core.metrics import aggregate, compute_metrics, eigen_crop_mask
+from moadepth_core.evaluation.metrics import aggregate, compute_metrics, eigen_crop_mask
+from moadepth_core.model.head import bin_edges
+from moadepth_core.training.losses import bin_cross_entropy, depth_loss, silog, valid_mask
 
 
 def _depth(seed=0, shape=(2, 1, 8, 8)):

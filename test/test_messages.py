@@ -12,8 +12,9 @@ rclpy_serialization = pytest.importorskip("rclpy.serialization")
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from moadepth_core import geometry, pointcloud  # noqa: E402
+from moadepth_core import geometry  # noqa: E402
 from moadepth_core.errors import DataError  # noqa: E402
+from moadepth_core.geometry import pointcloud  # noqa: E402
 from moadepth_ros import messages  # noqa: E402
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from moadepth_core.adapters import MixtureOfAdapters, gate_entropy
-from moadepth_core.head import ContextConcat, bin_edges, depth_to_bin_index
-from moadepth_core.network import parameter_counts
+from moadepth_core.model.adapters import MixtureOfAdapters, gate_entropy
+from moadepth_core.model.head import ContextConcat, bin_edges, depth_to_bin_index
+from moadepth_core.model.network import parameter_counts
 from model_cache import fresh_model, shared_model
 
 
@@ -177,7 +177,7 @@ def test_mixture_of_adapters_equals_the_stacked_weighted_sum():
 
 
 def test_bin_moments_and_spread_match_the_centred_definition():
-    from moadepth_core.head import bin_moments, relative_uncertainty
+    from moadepth_core.model.head import bin_moments, relative_uncertainty
 
     torch.manual_seed(2)
     centers = torch.exp(torch.linspace(math.log(0.1), math.log(10.0), 128))
@@ -193,7 +193,7 @@ def test_bin_moments_and_spread_match_the_centred_definition():
 
 @pytest.mark.parametrize("scale", [1.0, 3.0, 80.0])  # 80: exp(logit) alone would overflow fp32
 def test_bin_moments_from_logits_equal_the_softmax_definition(scale):
-    from moadepth_core.head import bin_moments, bin_moments_from_logits
+    from moadepth_core.model.head import bin_moments, bin_moments_from_logits
 
     torch.manual_seed(3)
     centers = torch.exp(torch.linspace(math.log(0.1), math.log(10.0), 128))
@@ -210,7 +210,7 @@ def test_bin_moments_from_logits_equal_the_softmax_definition(scale):
 def test_plain_block_forward_equals_open_clips_block():
     """The backbone runs open_clip's blocks through its own attention formulation (a leaner ONNX graph):
     it must give the block's own numbers, in eval and through a backward pass."""
-    from moadepth_core.clip_backbone import _is_plain_block, _plain_block_forward
+    from moadepth_core.model.backbone import _is_plain_block, _plain_block_forward
 
     model = fresh_model()
     blocks = model.backbone.visual.transformer.resblocks
@@ -238,10 +238,10 @@ def test_network_from_a_checkpoint_reads_the_image_tower_alone_and_is_the_saved_
     import open_clip
     from safetensors.torch import save_file
 
-    from moadepth_core import network
-    from moadepth_core.checkpoint import load_checkpoint, save_checkpoint
-    from moadepth_core.clip_backbone import create_image_tower
-    from moadepth_core.network import build_model
+    from moadepth_core.model import network
+    from moadepth_core.model.backbone import create_image_tower
+    from moadepth_core.model.checkpoint import load_checkpoint, save_checkpoint
+    from moadepth_core.model.network import build_model
     from model_cache import random_config
 
     torch.manual_seed(3)
@@ -275,8 +275,8 @@ def test_hub_weights_that_cannot_be_fetched_are_one_sentence(monkeypatch):
     The hub client is replaced: fetching is exactly what must not happen here."""
     import open_clip
 
-    from moadepth_core.clip_backbone import create_image_tower
     from moadepth_core.errors import MoadepthError
+    from moadepth_core.model.backbone import create_image_tower
     from model_cache import random_config
 
     def offline(*_a, **_k):

@@ -25,8 +25,8 @@ from depth_node_harness import (
     wait_for,
 )
 from moadepth_core.errors import DataError
-from moadepth_core.imaging import ENCODINGS
-from moadepth_ros.depth_node import DepthNode, camera_from_info, frame_from_image
+from moadepth_core.geometry.image_buffers import ENCODINGS
+from moadepth_ros.node.depth_node import DepthNode, camera_from_info, frame_from_image
 
 H, W = 48, 72
 COLOUR = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3")

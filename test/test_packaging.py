@@ -23,9 +23,9 @@ PACKAGE = "moadepth_ros"
 # console script -> entry point; INTERFACES.md names these executables.
 EXECUTABLES = {
     "moadepth": "moadepth_core.cli:main",
-    "depth_node": "moadepth_ros.depth_node:main",
-    "bag_eval": "moadepth_ros.bag_eval:main",
-    "bag_replay": "moadepth_ros.bag_replay:main",
+    "depth_node": "moadepth_ros.node.depth_node:main",
+    "bag_eval": "moadepth_ros.tools.bag_eval:main",
+    "bag_replay": "moadepth_ros.tools.bag_replay:main",
 }
 
 # What a colcon workspace needs from this repo (never .venv/, build/, install/, ...).
@@ -149,8 +149,8 @@ def test_colcon_installs_both_python_packages(colcon_install: Path) -> None:
     assert site, f"no site-packages under {colcon_install / 'lib'}"
     for pkg in ("moadepth_core", "moadepth_ros"):
         assert (site[0] / pkg / "__init__.py").is_file(), f"{pkg} not installed by colcon"
-    # package data the node reads at run time (moadepth_ros.transport.PROFILE_PATH)
-    assert (site[0] / "moadepth_ros" / "fastdds_large_data.xml").is_file(), "Fast DDS profile not installed"
+    # package data the node reads at run time (moadepth_ros.node.transport.PROFILE_PATH)
+    assert (site[0] / "moadepth_ros" / "node" / "fastdds_large_data.xml").is_file(), "Fast DDS profile not installed"
     assert not (site[0] / "test").exists(), "the test folder must not be installed as a package"
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pointcloud2 as pc2
 import pytest
 
-from moadepth_core import pointcloud
 from moadepth_core.errors import DataError
+from moadepth_core.geometry import pointcloud
 
 HEADER = types.SimpleNamespace(frame_id="cam", stamp=types.SimpleNamespace(sec=0, nanosec=0))
 

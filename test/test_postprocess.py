@@ -1,4 +1,4 @@
-"""moadepth_core.depth_postprocess: the maths the depth node publishes, without ROS."""
+"""moadepth_core.geometry.postprocess: the maths the depth node publishes, without ROS."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from moadepth_core import depth_postprocess as post
 from moadepth_core import geometry
 from moadepth_core.errors import DataError
-from moadepth_core.head import relative_uncertainty
-from moadepth_core.pointcloud import pack_points, unpack_points, unpack_rgb
-from moadepth_core.prediction import confidence_from_uncertainty
+from moadepth_core.geometry import postprocess as post
+from moadepth_core.geometry.pointcloud import pack_points, unpack_points, unpack_rgb
+from moadepth_core.model.head import relative_uncertainty
+from moadepth_core.runtime.processing import confidence_from_uncertainty
 
 
 def _K(h, w):

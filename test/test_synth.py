@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from moadepth_core.data import synth
-from moadepth_core.data.bag_writer import RGBDBagWriter
+from moadepth_core.data.rosbag.writer import RGBDBagWriter
 from moadepth_core.data.synth import Box, Cylinder, Scene, SynthConfig, camera_pose, make_scene, render
 from moadepth_core.errors import DataError
 

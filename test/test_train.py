@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-from moadepth_core import train
-from moadepth_core.checkpoint import read_checkpoint
+from moadepth_core.cli import train
 from moadepth_core.config import load_yaml
 from moadepth_core.data import open_source
 from moadepth_core.data.synth import SynthConfig, generate
-from moadepth_core.evaluate import evaluate_source
-from moadepth_core.inference import DepthEstimator
-from moadepth_core.network import build_model
-from moadepth_core.trainer import seed_everything
+from moadepth_core.evaluation.evaluate import evaluate_source
+from moadepth_core.model.checkpoint import read_checkpoint
+from moadepth_core.model.network import build_model
+from moadepth_core.runtime.torch.estimator import DepthEstimator
+from moadepth_core.training.trainer import seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH_YAML = str(REPO / "config" / "train_synth.yaml")

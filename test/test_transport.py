@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from moadepth_ros import transport
+from moadepth_ros.node import transport
 
 SHM = Path("/dev/shm")
 
@@ -66,7 +66,7 @@ def test_profile_is_a_default_participant_profile_with_a_large_shm_segment():
 
 CHILD = """
 import os, sys, time
-from moadepth_ros import transport
+from moadepth_ros.node import transport
 print(transport.use_large_data_profile(), flush=True)
 import rclpy
 rclpy.init()

@@ -15,16 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from moadepth_core import graph_cache, runtime_choice
-from moadepth_core.checkpoint import save_checkpoint
-from moadepth_core.estimator_loader import (
+from moadepth_core.model.checkpoint import save_checkpoint
+from moadepth_core.runtime import choice as runtime_choice
+from moadepth_core.runtime import graph_cache
+from moadepth_core.runtime.loader import (
     CachedGraphEstimator,
     cached_graph_for,
     load_estimator,
     plan_runtime,
 )
-from moadepth_core.inference import DepthEstimator, resolve_runtime
-from moadepth_core.onnx_session import default_threads
+from moadepth_core.runtime.onnx_session import default_threads
+from moadepth_core.runtime.torch.estimator import DepthEstimator, resolve_runtime
 from model_cache import fresh_model
 
 SIZE = [64, 96]
@@ -119,7 +120,7 @@ def test_runtime_decided_without_torch_is_the_one_torch_decides(device, precisio
 
 def test_default_threads_without_torch_are_torchs(tmp_path):
     """A torch-free process sizes ONNX Runtime's pool as torch would (physical cores, OMP_NUM_THREADS)."""
-    code = "import sys; from moadepth_core.onnx_session import default_threads; " \
+    code = "import sys; from moadepth_core.runtime.onnx_session import default_threads; " \
            "print(default_threads(), 'torch' in sys.modules)"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
@@ -204,7 +205,7 @@ def test_warm_start_imports_no_torch(cache, checkpoint):
     """The point of it all: a process that starts from the cached graph never loads torch."""
     code = textwrap.dedent(f"""
         import sys, numpy as np
-        from moadepth_core.estimator_loader import load_estimator
+        from moadepth_core.runtime.loader import load_estimator
         est = load_estimator({str(checkpoint)!r}, device="auto", precision="fp32", backend="onnxruntime")
         res = est.predict(np.zeros((48, 72, 3), np.uint8))
         print(type(est).__name__, res.depth.shape, res.confidence.dtype,
@@ -227,7 +228,7 @@ def test_first_start_in_a_process_without_torch_exports_in_a_child(checkpoint, t
     code = textwrap.dedent(f"""
         import sys, numpy as np
         from moadepth_core.errors import CheckpointError
-        from moadepth_core.estimator_loader import load_estimator
+        from moadepth_core.runtime.loader import load_estimator
         try:
             load_estimator({str(bad)!r}, device="cpu", precision="fp32", backend="onnxruntime")
         except CheckpointError as exc:

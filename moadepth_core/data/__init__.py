@@ -104,7 +104,7 @@ def open_source(path: str | os.PathLike, split: str | None = None, **options) ->
         options.setdefault("pairing", "timestamp" if fmt == "tum" else "name")
         return _construct(FolderSource, path, fmt, **options)
     try:
-        from moadepth_core.data.bag_source import BagSource
+        from moadepth_core.data.rosbag.source import BagSource
     except ImportError as exc:
         raise DataError(f"{path} is a rosbag2 recording, but bag support is unavailable ({exc})") from exc
     return _construct(BagSource, path, fmt, **options)

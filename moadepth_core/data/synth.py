@@ -721,7 +721,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, bag: bool = False, progress:
 
     writer = None
     if bag:
-        from moadepth_core.data.bag_writer import RGBDBagWriter
+        from moadepth_core.data.rosbag.writer import RGBDBagWriter
 
         writer = RGBDBagWriter(out / "bag", storage=bag_storage).open()
         writer.add_topic("/camera/color/image_raw", "sensor_msgs/msg/Image")

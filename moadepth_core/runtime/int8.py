@@ -1,0 +1,42 @@
+"""int8 graphs from fp32 ones, with ONNX Runtime's dynamic quantiser. No torch here: the node's
+first start quantises in a child that never imports it (``estimator_loader``).
+
+What: every MatMul/Gemm gets int8 weights (per output channel, signed) and activations quantised at
+run time (``DynamicQuantizeLinear`` + ``MatMulInteger``). Why dynamic: no calibration set is needed,
+so any checkpoint converts as it loads. Convolutions (the decoder) stay fp32: ORT cannot quantise
+ones whose weights are computed in the graph, and they are a small share of the time. Per channel:
+CLIP's linears have outlier output channels, where one scale per tensor loses the small ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+from moadepth_core.errors import quiet_root_logger
+
+
+def quantize_file(src: Path, dst: Path) -> None:
+    """Write to ``dst`` the fp32 graph in ``src`` quantised to int8 (the quantiser reads and writes paths)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with quiet_root_logger():
+        quantize_dynamic(Path(src), Path(dst), op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
+                         weight_type=QuantType.QInt8)
+
+
+def quantize_bytes(onnx_bytes: bytes) -> bytes:
+    """:func:`quantize_file` for a graph held in memory (through a temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="moadepth-int8-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(onnx_bytes)
+        quantize_file(src, dst)
+        return dst.read_bytes()
+
+
+def int8_graph_for(fp32_graph: Path) -> Path:
+    """The cache file for the int8 graph quantised from the cached fp32 graph ``fp32_graph``: keyed by
+    that graph's own key, so a process without the network (or torch) can find or make it."""
+    key = hashlib.sha256(f"{fp32_graph.name} int8".encode()).hexdigest()[:16]
+    return fp32_graph.parent / f"moadepth-{key}.onnx"

@@ -1,0 +1,78 @@
+"""What a prediction is made of on either side of the network, in numpy and OpenCV only: the input
+resize, the result (depth now, uncertainty and confidence on demand) and confidence itself.
+
+Why apart from ``inference``: the ONNX Runtime path runs whole frames without torch (no import, no
+op), and a node that starts from a cached graph never imports torch (``estimator_loader``).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import cv2
+import numpy as np
+
+from moadepth_core.errors import DataError
+
+if TYPE_CHECKING:  # torch only for the annotation: this module never imports it
+    import torch
+
+
+def resize_to_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The HxWx3 uint8 RGB frame checked and resized to the model ``size`` (h, w): what training does."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise DataError(f"expected an HxWx3 uint8 RGB image, got shape {rgb.shape} dtype {rgb.dtype}")
+    h, w = size
+    if rgb.shape[:2] != (h, w):
+        interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (w, h), interpolation=interp)
+    return rgb
+
+
+def confidence_from_uncertainty(rel_unc: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """0..1 confidence: 1 − relative spread, clipped (a flat distribution scores ≈ 0).
+
+    Takes a numpy array (inference publishes it without a torch op) or a torch tensor (training).
+    """
+    if isinstance(rel_unc, np.ndarray):
+        return np.clip(rel_unc.dtype.type(1.0) - rel_unc, 0.0, 1.0).astype(rel_unc.dtype, copy=False)
+    return (1.0 - rel_unc).clamp(0.0, 1.0)
+
+
+@dataclass
+class DepthResult:
+    """One frame's prediction. Depth is ready at once; uncertainty and confidence are resized to the
+    output size on first access, so a node can publish depth before paying for them."""
+
+    depth: np.ndarray  # HxW float32 metres
+    #: relative spread (std / depth) at the network's own resolution
+    model_uncertainty: np.ndarray
+    #: seconds spent in preprocess / forward (to host memory) / postprocess, for diagnostics
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @functools.cached_property
+    def uncertainty(self) -> np.ndarray:
+        """HxW float32 relative spread (std / depth), at the depth's size."""
+        unc = self.model_uncertainty
+        if unc.shape != self.depth.shape:
+            unc = cv2.resize(unc, (self.depth.shape[1], self.depth.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return unc.astype(np.float32, copy=False)
+
+    @functools.cached_property
+    def confidence(self) -> np.ndarray:
+        """HxW float32 in 0..1, at the depth's size."""
+        return confidence_from_uncertainty(self.uncertainty)
+
+
+def finish(depth: np.ndarray, unc: np.ndarray, input_hw: tuple[int, int],
+           output_size: Literal["input", "model"], timings: dict[str, float]) -> DepthResult:
+    """The result from the network's (h, w) depth and uncertainty: depth upsampled to the input
+    frame's size for ``output_size`` "input"; ``timings`` gets the postprocess time."""
+    t = time.perf_counter()
+    if output_size == "input" and depth.shape != tuple(input_hw):
+        depth = cv2.resize(depth, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_LINEAR)
+    timings["postprocess"] = time.perf_counter() - t
+    return DepthResult(depth.astype(np.float32, copy=False), unc.astype(np.float32, copy=False), timings)

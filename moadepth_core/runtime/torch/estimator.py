@@ -1,0 +1,208 @@
+"""DepthEstimator: an RGB array in, metric depth (and confidence) out.
+
+Device and precision are arguments, never globals. bf16 on CPU means bf16
+*weights* (measured faster than autocast); fp16 is CUDA-only. What ``auto``
+means is decided in ``runtime_choice``: with backend torch on the CPU it picks
+bf16 only where the hardware runs it natively, since elsewhere oneDNN emulates
+bf16 at about half fp32's speed (docs/PERFORMANCE.md). ``int8`` (backend onnxruntime only)
+quantises the linears' weights and activations: the fastest CPU path where there
+is no bf16 hardware, at a small, measurable cost in accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from moadepth_core.config import ModelConfig
+from moadepth_core.errors import UNTRAINED_WARNING, DataError, DeviceError, UntrainedError
+from moadepth_core.model.checkpoint import load_checkpoint
+from moadepth_core.model.network import MoADepthCLIP, build_model
+from moadepth_core.runtime.choice import choose_backend, choose_precision, cpu_has_native_bf16
+from moadepth_core.runtime.graph_cache import CachedGraph, checkpoint_alias, write_alias
+from moadepth_core.runtime.processing import DepthResult, finish, resize_to_model
+from moadepth_core.runtime.torch.backends import (
+    CompiledTorchBackend,
+    OnnxRuntimeBackend,
+    check_backend,
+    onnx_graph_source,
+)
+
+log = logging.getLogger("moadepth")
+
+#: torch dtype of the weights and input per precision; int8 lives inside the ONNX Runtime graph,
+#: so torch keeps fp32 around it.
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device '{device}' was requested but torch sees no CUDA GPU on this machine; "
+                          f"use device auto or cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device '{device}' is not supported (use auto, cpu, cuda or cuda:N)")
+    return dev
+
+
+def resolve_runtime(device: str, precision: str, backend: str) -> tuple[torch.device, str, str]:
+    """(device, precision, backend) with every ``auto`` decided: what DepthEstimator will run.
+
+    Precision first, then the backend from the precision (runtime_choice): precision auto with
+    backend auto is fp32 + onnxruntime on every CPU and bf16 (or fp16) + torch on CUDA.
+    """
+    dev = resolve_device(device)
+    prec = choose_precision(precision, dev, backend)
+    return dev, prec, choose_backend(backend, dev, prec)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in _DTYPES:
+        raise DeviceError(f"unknown precision '{precision}' (use auto, fp32, bf16, fp16 or int8)")
+    if precision == "fp16" and device.type != "cuda":
+        raise DeviceError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
+    return _DTYPES[precision]
+
+
+def _model_size(model: MoADepthCLIP, input_size: tuple[int, int] | None) -> tuple[int, int]:
+    size = tuple(int(v) for v in (input_size or model.cfg.image_size))
+    if size[0] % 32 or size[1] % 32:
+        raise DataError(f"input size {size} is not a multiple of 32 in both sides")
+    return size
+
+
+def _focal_at(train_focal_px: float | None, model: MoADepthCLIP, model_size: tuple[int, int]) -> float | None:
+    """The training focal length is stored at the training input size: it follows a resize."""
+    return None if train_focal_px is None else train_focal_px * (model_size[1] / model.cfg.image_size[1])
+
+
+def _record_alias(entry: CachedGraph, checkpoint: str | Path, input_size: tuple[int, int] | None, precision: str,
+                  pretrained: str | None) -> None:
+    try:
+        alias = checkpoint_alias(entry.graph.parent, checkpoint, input_size, precision, pretrained)
+    except OSError as exc:  # the checkpoint went away meanwhile: only the next start is slower
+        log.warning("could not fingerprint checkpoint %s for the graph cache: %s", checkpoint, exc)
+        return
+    write_alias(alias, entry)
+
+
+class DepthEstimator:
+    """Loads a checkpoint once and turns RGB frames into metric depth."""
+
+    def __init__(self, checkpoint: str | Path | None, *, allow_untrained: bool = False, device: str = "auto",
+                 precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "fp32", input_size: tuple[int, int] | None = None,
+                 model_config: ModelConfig | None = None, pretrained: str | None = None,
+                 model: MoADepthCLIP | None = None,
+                 backend: Literal["auto", "torch", "torch_compile", "onnxruntime"] = "torch") -> None:
+        self.device, self.precision, backend = resolve_runtime(device, precision, backend)
+        self.dtype = resolve_precision(self.precision, self.device)
+        check_backend(backend, self.device, self.precision)
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning("precision bf16 on this CPU (no AVX512-BF16 or AMX) is emulated and slower than fp32; "
+                        "use precision auto or fp32")
+        self.backend = backend
+        self.checkpoint_path = str(checkpoint) if checkpoint else None
+        self.train_focal_px: float | None = None
+        owns_model = model is None
+        data: dict = {}
+        if model is not None:
+            self.untrained = False
+        elif checkpoint:
+            model, data = load_checkpoint(checkpoint, pretrained=pretrained)
+            self.train_focal_px = data.get("train_focal_px")
+            self.untrained = False
+        else:
+            if not allow_untrained:
+                raise UntrainedError("no checkpoint given: an untrained network's depth is meaningless; pass a "
+                                     "checkpoint, or allow_untrained (--allow-untrained) to run it anyway")
+            log.warning(UNTRAINED_WARNING)
+            model = build_model(model_config or ModelConfig(pretrained="none"))
+            self.untrained = True
+        self.model = model.eval().to(self.device)
+        for p in self.model.parameters():  # weights only: bin centres and normalisation stay fp32
+            p.data = p.data.to(self.dtype)
+        self.model_size = _model_size(model, input_size)
+        self.train_focal_px = _focal_at(self.train_focal_px, model, self.model_size)
+        # backend onnxruntime: same network exported once at model_size (docs/PERFORMANCE.md).
+        # backend torch_compile: Inductor, compiled here so the first frame is not the slow one.
+        self._runtime = None
+        if backend == "onnxruntime":
+            # A model the caller passed in stays theirs; one loaded here is released to ONNX Runtime.
+            self._runtime = OnnxRuntimeBackend(self.model, self.model_size, precision=self.precision,
+                                               release_model=owns_model)
+            if self._runtime.graph_file is not None and data.get("backbone", {}).get("fingerprint") is not None:
+                # the next start finds this graph from the checkpoint's bytes, without torch
+                # (estimator_loader); only for checkpoints whose CLIP weights were just verified
+                self._record_alias(checkpoint, input_size, pretrained)
+        elif backend == "torch_compile":
+            self._runtime = CompiledTorchBackend(self.model, self.model_size, self.device, self.dtype)
+
+    def _record_alias(self, checkpoint: str | Path, input_size: tuple[int, int] | None,
+                      pretrained: str | None) -> None:
+        _record_alias(CachedGraph(self._runtime.graph_file, self.model_size, self.train_focal_px), checkpoint,
+                      input_size, self.precision, pretrained)
+
+    def resize_input(self, rgb: np.ndarray) -> np.ndarray:
+        """The HxWx3 uint8 RGB frame checked and resized to the model size (what training does)."""
+        return resize_to_model(rgb, self.model_size)
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(self.resize_input(rgb))).permute(2, 0, 1).unsqueeze(0)
+        return x.to(self.device).to(self.dtype).div_(255.0)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> dict:
+        """Raw network outputs for a preprocessed (B,3,H,W) batch in [0, 1] (ORT: depth/uncertainty only)."""
+        if self._runtime is not None:
+            return self._runtime(batch)
+        return self.model(batch.to(self.device, self.dtype))
+
+    def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:
+        if isinstance(self._runtime, OnnxRuntimeBackend):  # no torch op per frame: see its prepare()
+            return self._runtime.predict(rgb, output_size)
+        t0 = time.perf_counter()
+        batch = self.preprocess(rgb)
+        t1 = time.perf_counter()
+        out = self.forward(batch)
+        depth = out["depth"][0, 0].float().cpu().numpy()
+        unc = out["uncertainty"][0, 0].float().cpu().numpy()
+        return finish(depth, unc, rgb.shape[:2], output_size, {"preprocess": t1 - t0, "forward": time.perf_counter() - t1})
+
+
+def cache_graph(checkpoint: str | Path, *, precision: str = "fp32", input_size: tuple[int, int] | None = None,
+                pretrained: str | None = None) -> CachedGraph | None:
+    """Export ``checkpoint``'s ONNX Runtime graph into the cache and record its alias, without
+    loading a session: what a torch-free first start runs in a child (``estimator_loader``).
+    None when there is no writable cache or the checkpoint has no CLIP fingerprint to trust.
+
+    Why not a DepthEstimator: it would load the graph into ONNX Runtime only to throw it away, and
+    that load was the child's peak. Here the torch weights go as soon as the fp32 graph is on disk,
+    before any int8 quantisation.
+    """
+    if precision not in ("fp32", "int8"):
+        raise DeviceError(f"backend onnxruntime runs fp32 or int8 (got {precision}); for {precision} use "
+                          f"backend torch")
+    model, data = load_checkpoint(checkpoint, pretrained=pretrained)
+    if data.get("backbone", {}).get("fingerprint") is None:
+        return None
+    train_focal_px = data.get("train_focal_px")
+    del data
+    size = _model_size(model, input_size)
+    focal = _focal_at(train_focal_px, model, size)
+    source = onnx_graph_source(model.eval(), size, precision, True, release_model=True)
+    if not isinstance(source, Path):
+        return None
+    entry = CachedGraph(source, size, focal)
+    _record_alias(entry, checkpoint, input_size, precision, pretrained)
+    return entry

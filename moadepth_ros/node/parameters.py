@@ -1,0 +1,108 @@
+"""The depth node's parameters: one table with defaults, descriptors, ranges and checks.
+
+Every default is written here once; config/depth_node.yaml repeats them for users, and
+test_launch_files.py checks that the YAML and the launch files name only parameters listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from moadepth_ros.node.pacing import POLICIES as FRAME_POLICIES
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: ``dynamic`` ones may change while the model is loaded, the others may not."""
+
+    name: str
+    default: Any
+    description: str
+    dynamic: bool = False
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    step: float = 0.0
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = ParameterDescriptor(name=self.name, description=self.description)
+        if self.choices:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        if not self.dynamic:
+            d.additional_constraints = (d.additional_constraints + "; " if d.additional_constraints else "") + \
+                "read at start-up / lifecycle configure"
+        if self.low is not None and isinstance(self.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(self.low), to_value=float(self.high),
+                                                         step=float(self.step))]
+        elif self.low is not None and isinstance(self.default, int) and not isinstance(self.default, bool):
+            d.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high),
+                                            step=int(self.step) or 1)]
+        return d
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("checkpoint", "", "path of a moadepth checkpoint (.pt); empty means untrained"),
+    Param("allow_untrained", False, "run without a checkpoint (random weights: meaningless depth, testing only)"),
+    Param("device", "auto", "inference device: auto picks cuda when available", choices=("auto", "cpu", "cuda")),
+    Param("precision", "auto", "weight precision; auto: fp32 on the CPU (ONNX Runtime, no torch), bf16/fp16 on "
+          "cuda; with backend torch, bf16 where the CPU runs it natively (fp16 needs cuda; int8 needs backend "
+          "onnxruntime)", choices=("auto", "fp32", "bf16", "fp16", "int8")),
+    Param("backend", "auto", "inference runtime; auto: onnxruntime for fp32/int8 on the CPU (torch's fp32 "
+          "numbers, faster), torch for bf16/fp16 and CUDA; torch_compile (fast, needs a C++ compiler, compiles "
+          "~30-50 s at start); see docs/PERFORMANCE.md",
+          choices=("auto", "torch", "torch_compile", "onnxruntime")),
+    Param("input_height", 0, "network input height in pixels, a multiple of 32; 0 (with input_width 0): the "
+          "checkpoint's training size. Smaller runs faster and sees less detail (docs/PERFORMANCE.md)",
+          low=0, high=2048, step=32),
+    Param("input_width", 0, "network input width in pixels, a multiple of 32; 0: the checkpoint's training size",
+          low=0, high=2048, step=32),
+    Param("min_depth", 0.1, "depths below this (m) become NaN", dynamic=True, low=0.0, high=1000.0),
+    Param("max_depth", 10.0, "depths above this (m) become NaN", dynamic=True, low=0.01, high=1000.0),
+    Param("publish_points", True, "publish the organised point cloud on 'points'", dynamic=True),
+    Param("point_stride", 1, "keep every n-th pixel in both directions for 'points'", dynamic=True, low=1, high=64),
+    Param("points_rgb", True, "add the packed rgb field to 'points'", dynamic=True),
+    Param("output_size", "input", "depth at the camera's resolution ('input') or the network's ('model')",
+          choices=("input", "model")),
+    Param("focal_scaling", True, "rescale metric depth by this camera's focal length against the training "
+          "camera's (stored in the checkpoint)"),
+    Param("sensor_qos", "reliable", "reliability of the image/camera_info subscriptions; best_effort loses "
+          "frames over ~512 KiB unless the camera also uses the shipped Fast DDS profile (see docs/ROS.md)",
+          choices=("reliable", "best_effort")),
+    Param("max_uncertainty", 0.5, "points whose relative uncertainty (std/depth) exceeds this become NaN",
+          dynamic=True, low=0.0, high=1000.0),
+    Param("frame_policy", "fresh", "when the busy worker frees up: 'fresh' waits for the next frame if it is "
+          "due sooner than the newest one is old (lower latency, a few % fewer outputs); 'latest' takes the "
+          "newest frame at once (most outputs, each up to a camera period old)", dynamic=True,
+          choices=FRAME_POLICIES),
+    Param("force_inference", False, "run inference even when nobody subscribes to an output", dynamic=True),
+    Param("camera_info_tolerance", 0.01, "max stamp difference (s) to pair an image with a CameraInfo; "
+          "otherwise the latest CameraInfo is used", dynamic=True, low=0.0, high=10.0),
+    Param("timing_log", "", "path of a CSV file that gets one row per answered frame: stamp, receive and "
+          "publish times (CLOCK_MONOTONIC) and every stage in ms; empty: off (see docs/PERFORMANCE.md)"),
+    Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", low=0.05, high=60.0),
+    Param("log_period", 5.0, "seconds between repeats of the same warning about bad input", dynamic=True,
+          low=0.0, high=3600.0),
+)
+BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+
+
+def check_value(name: str, value: Any, current: dict[str, Any]) -> str | None:
+    """Why ``value`` is not acceptable for ``name`` (None if it is); ranges are checked by rclpy.
+
+    ``current`` holds the other parameters' values, for cross checks (min_depth < max_depth).
+    """
+    p = BY_NAME.get(name)
+    if p is None:
+        return None
+    if p.choices and value not in p.choices:
+        return f"{name} must be one of {', '.join(p.choices)}, got {value!r}"
+    if p.low is not None and not (p.low <= value <= p.high):
+        return f"{name} must be within [{p.low}, {p.high}], got {value!r}"
+    if name == "min_depth" and value >= current.get("max_depth", BY_NAME["max_depth"].default):
+        return f"min_depth {value} must be smaller than max_depth {current.get('max_depth')}"
+    if name == "max_depth" and value <= current.get("min_depth", BY_NAME["min_depth"].default):
+        return f"max_depth {value} must be larger than min_depth {current.get('min_depth')}"
+    return None
