@@ -148,7 +148,7 @@ def test_readme_runs_the_checkpoint_the_demo_trains() -> None:
     out = re.search(r"^OUT=\$\{DEMO_OUT:-([^}]+)\}", demo, flags=re.M).group(1)
     ckpt = re.search(r"^\s*CKPT=\$OUT/(\S+)$", demo, flags=re.M).group(1)
     assert first == f"{out}/{ckpt}", "the README's first node command does not run the demo's checkpoint"
-    trainer = (REPO / "moadepth_core" / "trainer.py").read_text()
+    trainer = (REPO / "moadepth_core" / "training" / "trainer.py").read_text()
     assert f'self.save("{Path(ckpt).name}", metrics, with_state=False)' in trainer, \
         "the demo hands the node a file the trainer does not write without optimiser state"
 

@@ -3,6 +3,7 @@ point clouds, and what the node publishes from a prediction. Pure numpy/OpenCV: 
 
 from moadepth_core.geometry.camera import (
     backproject,
+    check_intrinsics,
     intrinsics_matrix,
     pixel_ray_planes,
     pixel_rays,
@@ -19,4 +20,4 @@ from moadepth_core.geometry.transforms import (
     transform_points,
 )
 
-__all__ = ["backproject", "compose_transforms", "intrinsics_matrix", "invert_transform", "pixel_ray_planes", "pixel_rays", "project_points", "quaternion_to_matrix", "register_depth", "resize_nearest", "scale_depth_for_focal", "scale_intrinsics", "transform_matrix", "transform_points"]
+__all__ = ["check_intrinsics", "backproject", "compose_transforms", "intrinsics_matrix", "invert_transform", "pixel_ray_planes", "pixel_rays", "project_points", "quaternion_to_matrix", "register_depth", "resize_nearest", "scale_depth_for_focal", "scale_intrinsics", "transform_matrix", "transform_points"]

@@ -21,7 +21,7 @@ def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
-def _check_K(K: np.ndarray) -> np.ndarray:
+def check_intrinsics(K: np.ndarray) -> np.ndarray:
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3):
         raise DataError(f"camera matrix K must be 3x3, got shape {K.shape}")
@@ -36,7 +36,7 @@ def scale_intrinsics(K: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, 
     Pixel centres are at integers, so the image edge is at -0.5: ``cx' = (cx + 0.5) * sx - 0.5``.
     Scaling cx alone would shift the principal point by half a pixel per factor of two.
     """
-    K = _check_K(K)
+    K = check_intrinsics(K)
     sy = to_hw[0] / from_hw[0]
     sx = to_hw[1] / from_hw[1]
     out = K.copy()
@@ -65,14 +65,14 @@ def pixel_rays(K: np.ndarray, h: int, w: int) -> np.ndarray:
 
     The node calls this every frame with the same K, so the grid is built once per (K, size).
     """
-    K = _check_K(K)
+    K = check_intrinsics(K)
     return _rays_cached(np.ascontiguousarray(K).tobytes(), int(h), int(w))
 
 
 def pixel_ray_planes(K: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(x/z, y/z) of :func:`pixel_rays` as two contiguous HxW float32 planes, read-only and cached:
     the layout OpenCV's per-plane arithmetic runs at full speed on."""
-    K = _check_K(K)
+    K = check_intrinsics(K)
     return _ray_planes_cached(np.ascontiguousarray(K).tobytes(), int(h), int(w))
 
 
@@ -110,7 +110,7 @@ def backproject(depth: np.ndarray, K: np.ndarray, stride: int = 1) -> np.ndarray
 
 def project_points(points: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (u, v) of camera-frame points (..., 3); points with Z <= 0 give NaN."""
-    K = _check_K(K)
+    K = check_intrinsics(K)
     p = np.asarray(points, dtype=np.float64)
     z = p[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):

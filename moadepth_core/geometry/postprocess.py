@@ -32,7 +32,7 @@ def intrinsics_for_image(K: np.ndarray, info_hw: tuple[int, int], image_hw: tupl
     if ih <= 0 or iw <= 0:
         raise DataError(f"CameraInfo size {iw}x{ih} is empty")
     if (ih, iw) == (h, w):
-        return geometry._check_K(K)
+        return geometry.check_intrinsics(K)
     if abs((iw / ih) / (w / h) - 1.0) > aspect_tolerance:
         raise DataError(f"CameraInfo size {iw}x{ih} does not match the image size {w}x{h} "
                         f"(different aspect ratio): no points for this frame")
@@ -47,7 +47,7 @@ def focal_scale(K: np.ndarray, image_hw: tuple[int, int], model_hw: tuple[int, i
     ``fx * model_w / image_w``; the checkpoint stores the training camera's focal at that same
     size (see :func:`geometry.scale_depth_for_focal` for why the ratio is the correction).
     """
-    K = geometry._check_K(K)
+    K = geometry.check_intrinsics(K)
     f_this = K[0, 0] * model_hw[1] / image_hw[1]
     return float(geometry.scale_depth_for_focal(np.ones(1, np.float32), f_this, train_focal_px)[0])
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from moadepth_core.errors import DataError
-from moadepth_core.geometry.camera import _check_K, pixel_rays
+from moadepth_core.geometry.camera import check_intrinsics, pixel_rays
 
 
 def resize_nearest(depth: np.ndarray, to_hw: tuple[int, int]) -> np.ndarray:
@@ -50,7 +50,7 @@ def register_depth(
     th, tw = int(dst_hw[0]), int(dst_hw[1])
     if th <= 0 or tw <= 0:
         raise DataError(f"destination size {tw}x{th} is empty")
-    K_src, K_dst = _check_K(K_src), _check_K(K_dst)
+    K_src, K_dst = check_intrinsics(K_src), check_intrinsics(K_dst)
     T = np.asarray(T_dst_src, dtype=np.float64)
     if T.shape != (4, 4):
         raise DataError(f"transform T_dst_src must be 4x4, got shape {T.shape}")

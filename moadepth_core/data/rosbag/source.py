@@ -128,7 +128,7 @@ class BagSource(RGBDSource):
         self.max_time_diff_ns = int(round(float(max_time_diff) * 1e9))
         if not (0.0 <= float(start) < float(stop) <= 1.0):
             raise DataError(f"start={start} and stop={stop} must satisfy 0 <= start < stop <= 1")
-        self._K_override = None if K is None else geometry._check_K(K)
+        self._K_override = None if K is None else geometry.check_intrinsics(K)
         self._reader_obj = None
         self._reader_pid: int | None = None
         self._open_reader()
