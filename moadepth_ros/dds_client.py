@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
@@ -64,10 +64,13 @@ class Client(Node):
     ``received[key]``: the messages (only with ``keep_messages``; the benchmark drops them, as
     thousands of 640x480 depth images would fill its memory); ``arrivals[key]``: (stamp ns,
     receive time) of each; ``sent``: stamp ns -> publish time of frames sent with :meth:`publish`.
+    ``outputs``: the keys to subscribe to (a subscriber costs the node a delivery per frame, so the
+    benchmark takes only what it measures).
     """
 
     def __init__(self, prefix: str = "", reliability=ReliabilityPolicy.RELIABLE, *,
-                 name: str = "moadepth_test_client", qos_depth: int = 10, keep_messages: bool = True) -> None:
+                 name: str = "moadepth_test_client", qos_depth: int = 10, keep_messages: bool = True,
+                 outputs: Iterable[str] = tuple(OUTPUTS)) -> None:
         super().__init__(name)
         qos = QoSProfile(depth=qos_depth, reliability=reliability)
         p = prefix.rstrip("/")
@@ -79,7 +82,8 @@ class Client(Node):
         self.arrivals: dict[str, list[tuple[int, float]]] = {k: [] for k in OUTPUTS}
         self.sent: dict[int, float] = {}
         out_qos = QoSProfile(depth=qos_depth, reliability=ReliabilityPolicy.RELIABLE)
-        for key, (typ, topic) in OUTPUTS.items():
+        for key in outputs:
+            typ, topic = OUTPUTS[key]
             self.create_subscription(typ, f"{p}/{topic}" if p else topic, self._make_cb(key), out_qos)
 
     def _make_cb(self, key: str):
