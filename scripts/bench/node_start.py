@@ -13,9 +13,10 @@ from .node_run import NodeRun
 
 def stage_node_start(res: dict, tmp: Path) -> None:
     """depth_node's first start on a new checkpoint over a CLIP weights file (it exports the graph) and
-    its next start on the same checkpoint (a robot's every other start): seconds from spawn to the first depth (frames go
-    out at 2 Hz meanwhile, so ±0.5 s), the node's peak RSS, the peak of a child it started (the first
-    start exports the graph in one: its high-water mark, last read up to 0.5 s before it exits), and RSS after 5 s at 10 Hz."""
+    its next start on the same checkpoint (a robot's every other start): seconds from spawn to the first
+    depth (frames go out at 2 Hz meanwhile, so ±0.5 s), the node's peak RSS, the peak of a child it
+    started (the first start exports the graph in one: its high-water mark, last read up to 0.5 s
+    before it exits), and RSS after 5 s at 10 Hz."""
     import shutil
 
     cache = tmp / "onnx-start"
