@@ -28,7 +28,7 @@ help:
 	@echo "make demo       set up .venv/ and run the demo"
 	@echo "make test       set up .venv/ (+ colcon via apt when root), ruff, pytest"
 	@echo "make lint       ruff check"
-	@echo "make bench      set up .venv/ and run scripts/bench.py"
+	@echo "make bench      set up .venv/ and run scripts/bench (the benchmark)"
 	@echo "make clean      remove build and test outputs (keeps .venv/ and every trained model)"
 	@echo "make clean-outputs  remove runs/, demo-output/ and bench-results.json (lists them first)"
 	@echo "make distclean  make clean, and also remove .venv/"
@@ -72,7 +72,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) -m pip install -q -r requirements-bench.txt
-	$(VPY) scripts/bench.py $(BENCH_ARGS)
+	$(VPY) scripts/bench $(BENCH_ARGS)
 
 # clean: only what a build or a test run made (colcon's build/install/log, caches, egg-info).
 # bench-results.json stays: it is a measurement `make bench` took minutes to produce, not a build

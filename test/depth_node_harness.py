@@ -1,5 +1,7 @@
-"""Shared helpers for the depth node tests: a real checkpoint file, test frames, and a DDS client.
+"""Shared helpers for the depth node tests: a real checkpoint file, test frames, and the DDS client.
 
+The client (``Client``, ``Spinner``, ``wait_for``, message builders) is
+``moadepth_ros.dds_client``, shared with the benchmark; its names are re-exported here.
 Everything runs over real DDS (conftest.py keeps discovery on localhost with a random domain).
 """
 
@@ -8,20 +10,16 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from moadepth_core import geometry
-from moadepth_ros import messages
+from moadepth_ros.dds_client import Client, Spinner, image_msg, info_msg, stamp_of, wait_for
+
+__all__ = ["MODEL_HW", "TRAIN_FOCAL_PX", "Client", "Spinner", "camera_K", "checkpoint_file", "image_msg",
+           "info_msg", "rgb_frame", "ros_context", "stamp_of", "wait_for"]
 
 MODEL_HW = (64, 96)
 TRAIN_FOCAL_PX = 80.0
@@ -49,97 +47,6 @@ def camera_K(h: int, w: int) -> np.ndarray:
 def rgb_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-
-
-def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "cam_optical", encoding: str = "rgb8") -> Image:
-    msg = messages.numpy_to_image(rgb, encoding)
-    msg.header.frame_id = frame_id
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    return msg
-
-
-def info_msg(K: np.ndarray, h: int, w: int, stamp_ns: int, frame_id: str = "cam_optical") -> CameraInfo:
-    msg = messages.make_camera_info(None, K, h, w)
-    msg.header.frame_id = frame_id
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    return msg
-
-
-def stamp_of(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, period: float = 0.02) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(period)
-    return cond()
-
-
-class Client(Node):
-    """Publishes images/camera_info like a camera driver and records every output by stamp."""
-
-    def __init__(self, prefix: str = "", reliability=ReliabilityPolicy.RELIABLE) -> None:
-        super().__init__("moadepth_test_client")
-        qos = QoSProfile(depth=10, reliability=reliability)
-        p = prefix.rstrip("/")
-        self.image_pub = self.create_publisher(Image, f"{p}/image" if p else "image", qos)
-        self.info_pub = self.create_publisher(CameraInfo, f"{p}/camera_info" if p else "camera_info", qos)
-        self.lock = threading.Lock()
-        self.received: dict[str, list] = {"depth": [], "info": [], "points": [], "confidence": []}
-        out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        for key, typ, topic in (("depth", Image, "depth/image"), ("info", CameraInfo, "depth/camera_info"),
-                                ("points", PointCloud2, "points"), ("confidence", Image, "depth/confidence")):
-            self.create_subscription(typ, f"{p}/{topic}" if p else topic, self._make_cb(key), out_qos)
-
-    def _make_cb(self, key: str):
-        def cb(msg) -> None:
-            with self.lock:
-                self.received[key].append(msg)
-        return cb
-
-    def got(self, key: str) -> list:
-        with self.lock:
-            return list(self.received[key])
-
-    def stamps(self, key: str) -> list[int]:
-        return [stamp_of(m) for m in self.got(key)]
-
-    def clear(self) -> None:
-        with self.lock:
-            for v in self.received.values():
-                v.clear()
-
-
-class Spinner:
-    """A SingleThreadedExecutor (what the node's ``main`` spins) on the given nodes until ``close``.
-
-    Not a MultiThreadedExecutor: its ``shutdown`` destroys the wake-up guard condition before the pool
-    has run the callbacks already handed to it, so a late one fails in its ``gc.trigger()`` and rclpy
-    prints "exception was never retrieved" whenever that task is garbage-collected: in a later test.
-    Here a late failure is raised in the spin thread, where ``_spin`` ends on it."""
-
-    def __init__(self, *nodes: Node) -> None:
-        self.executor = SingleThreadedExecutor()
-        for n in nodes:
-            self.executor.add_node(n)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - executor shutdown races are not test failures
-            pass
-
-    def add(self, node: Node) -> None:
-        self.executor.add_node(node)
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
 
 
 def ros_context():

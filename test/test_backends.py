@@ -1,4 +1,4 @@
-"""The ONNX Runtime backend must give what torch gives (speed is measured in scripts/bench.py only)."""
+"""The ONNX Runtime backend must give what torch gives (speed is measured in scripts/bench only)."""
 
 from __future__ import annotations
 

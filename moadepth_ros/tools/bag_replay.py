@@ -71,10 +71,6 @@ def _join(ns: str, rel: str) -> str:
     return f"{ns}/{rel}"
 
 
-def _percentile(vals: list[float], q: float) -> float | None:
-    return float(np.percentile(vals, q)) if vals else None
-
-
 class _Recorder:
     """Thread-safe rosbags MCAP writer of raw CDR (rclpy's bytes are byte-compatible)."""
 
@@ -307,7 +303,9 @@ def replay(args) -> dict:
         "unexpected_outputs": state["unexpected"],
         "duplicate_outputs": state["duplicates"],
         "outputs": {k: {"topic": out_topics[k], "messages": counts[k]} for k in OUTPUTS},
-        "latency_ms": {"p50": _percentile(lat, 50), "p95": _percentile(lat, 95),
+        # numpy's linear percentile, as the benchmark's; null in the JSON when nothing came back
+        "latency_ms": {"p50": float(np.percentile(lat, 50)) if lat else None,
+                       "p95": float(np.percentile(lat, 95)) if lat else None,
                        "mean": float(np.mean(lat)) if lat else None, "max": max(lat) if lat else None},
         "rate": args.rate,
         "play_seconds": round(played, 3),
