@@ -11,7 +11,8 @@ start exports it in a child process that exits once the graph is written (start-
 memory in docs/PERFORMANCE.md).
 
 ``depth_node`` runs the plain node; ``depth_node --lifecycle`` runs the managed variant
-(configure loads the model, activate publishes, deactivate stops, cleanup frees it).
+(configure loads the model, activate publishes, deactivate stops, cleanup frees it);
+``depth_node --help`` lists the parameters.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from moadepth_ros.messages import camera_from_info
 from moadepth_ros.node import transport
 from moadepth_ros.node.diagnostics import FrameStats, ProblemLog, TimingLog, node_status
 from moadepth_ros.node.pacing import FramePacer
-from moadepth_ros.node.parameters import BY_NAME, PARAMS, check_value
+from moadepth_ros.node.parameters import BY_NAME, PARAMS, check_value, help_text
 from moadepth_ros.node.worker import CameraInfoHistory, Frame, InferenceWorker, StampedCamera, header_stamp_ns
 
 if TYPE_CHECKING:  # the node imports torch only where it builds the network (estimator_loader)
@@ -372,17 +373,24 @@ class LifecycleDepthNode(_DepthNodeMixin, LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    """``depth_node [--lifecycle] --ros-args ...``: spin until Ctrl-C; user errors end in one line, exit 2."""
+    """``depth_node [--lifecycle] --ros-args ...``: spin until Ctrl-C; user errors end in one line, exit 2.
+
+    ``-h``/``--help`` prints the usage and the parameter table and returns 0 without starting ROS.
+    """
     argv = list(sys.argv if args is None else args)
     if args is not None and (not argv or argv[0].startswith("-")):
         argv = ["depth_node", *argv]
     extra = rclpy.utilities.remove_ros_args(argv)[1:]
+    if "-h" in extra or "--help" in extra:
+        sys.stdout.write(help_text())
+        return 0
     lifecycle = "--lifecycle" in extra
     unknown = [a for a in extra if a != "--lifecycle"]
     log = rclpy.logging.get_logger(NODE_NAME)
     if unknown:
         print(f"depth_node: error: unknown arguments {unknown}; usage: depth_node [--lifecycle] "
-              f"--ros-args -p name:=value -r image:=/camera/image", file=sys.stderr)
+              f"--ros-args -p name:=value -r image:=/camera/image (depth_node --help lists the parameters)",
+              file=sys.stderr)
         return 2
     profile = transport.use_large_data_profile()
     rclpy.init(args=argv)
