@@ -174,7 +174,7 @@ class _DepthNodeMixin:
 
         Publishers are RELIABLE so reliable (depth_image_proc, recorders) and best-effort (Nav2) readers
         both connect. History 3, not 1: with 1, Fast DDS overwrote samples a loaded reliable reader was
-        still repairing and it lost depth images (docs/PERFORMANCE.md); a best-effort reader still only
+        still repairing and it lost depth images (docs/ROS.md); a best-effort reader still only
         ever gets the newest.
         """
         if self._cfg["timing_log"]:
