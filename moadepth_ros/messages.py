@@ -2,8 +2,8 @@
 
 Replaces cv_bridge / sensor_msgs_py / image_geometry, none of which install from a registry.
 Byte buffers are handed to rclpy as ``array.array('B', ...)``, placed in the message without a
-further copy (``_set_data``); ``bytes`` would go through a per-element check when
-``ROS_PYTHON_CHECK_FIELDS=1`` (measured for 640x480 rgb8: ~47 ms with checks on).
+further copy (``_set_data``); ``bytes`` would go through a slow per-element check when
+``ROS_PYTHON_CHECK_FIELDS=1`` (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from std_msgs.msg import Header
 from moadepth_core import geometry
 from moadepth_core.errors import DataError
 from moadepth_core.geometry import image_buffers as imaging
+from moadepth_core.geometry.camera import PinholeCamera
 from moadepth_core.geometry.pointcloud import PackedCloud
+from moadepth_core.geometry.postprocess import FloatImage
 
 
 def _byte_array(data) -> array.array:
@@ -33,7 +35,7 @@ def _set_data(msg: Image | PointCloud2, data) -> None:
     ``array.array('B')``.
 
     Why: with field checks off (the default) the setter stores ``array.array('B', value)``, a second
-    copy of a buffer the core just wrote (0.5-0.7 ms for a 640x480 cloud). The generated classes keep
+    copy of a buffer the core just wrote (docs/PERFORMANCE.md). The generated classes keep
     the field in the ``_data`` slot, which their getter returns as is; where a class has no such
     slot, the setter runs.
     """
@@ -47,8 +49,8 @@ def _set_data(msg: Image | PointCloud2, data) -> None:
 class OutputBuffers:
     """One reusable ``array.array('B')`` per output, written in place by the core and handed to rclpy.
 
-    Why: a fresh buffer per frame costs an allocation and a copy into the message (0.7 ms for a
-    640x480 cloud, 0.26 ms for a depth image). Reuse is safe because ``publish`` converts the
+    Why: a fresh buffer per frame costs an allocation and a copy into the message
+    (docs/PERFORMANCE.md). Reuse is safe because ``publish`` converts the
     message synchronously: once it returns, nothing reads the buffer until the next frame writes it.
     One thread (the node's worker) owns an instance.
     """
@@ -88,6 +90,11 @@ def image_from_buffer(data: array.array, height: int, width: int, encoding: str,
     msg.step = step
     _set_data(msg, data)
     return msg
+
+
+def float_image_to_msg(image: FloatImage, header: Header | None = None) -> Image:
+    """32FC1 Image carrying a core-written :class:`FloatImage`'s buffer without a copy."""
+    return image_from_buffer(image.data, *image.array.shape, "32FC1", header)
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
@@ -146,27 +153,45 @@ def make_camera_info(
     return msg
 
 
-def scaled_camera_info(msg: CameraInfo, to_hw: tuple[int, int]) -> CameraInfo:
-    """A copy of ``msg`` for the image resized to ``to_hw``: K and P scaled, header/D/R kept."""
+def camera_from_info(msg: CameraInfo) -> PinholeCamera:
+    """The camera a CameraInfo describes, parsed and validated once; DataError names what is wrong
+    (uncalibrated, non-finite K, empty size)."""
     K, hw = camera_info_to_K(msg)
-    K2 = geometry.scale_intrinsics(K, hw, to_hw)
-    P = np.asarray(msg.p, dtype=np.float64).reshape(3, 4).copy()
-    if not P.any():
-        P[:, :3] = K
-    P2 = P.copy()
-    P2[:, :3] = geometry.scale_intrinsics(P[:, :3], hw, to_hw)
-    sx, sy = to_hw[1] / hw[1], to_hw[0] / hw[0]
-    P2[0, 3] = P[0, 3] * sx  # Tx = -fx' * baseline scales with fx
-    P2[1, 3] = P[1, 3] * sy
+    if not np.isfinite(K).all():
+        raise DataError(f"CameraInfo for frame {msg.header.frame_id!r} has a non-finite K {K.ravel().tolist()}")
+    if hw[0] <= 0 or hw[1] <= 0:
+        raise DataError(f"CameraInfo for frame {msg.header.frame_id!r} has an empty size {hw[1]}x{hw[0]}")
+    return PinholeCamera.from_K(K, hw)
+
+
+def camera_info_msg(source: CameraInfo, camera: PinholeCamera, header: Header | None = None) -> CameraInfo:
+    """``source`` for an image of ``camera``'s size: K from ``camera``, P scaled alongside it, D, R and
+    the distortion model kept; the header is ``header`` (default: ``source``'s)."""
+    hw = (int(source.height), int(source.width))
+    P = np.asarray(source.p, dtype=np.float64).reshape(3, 4)
+    if P.any():
+        P2 = P.copy()
+        P2[:, :3] = geometry.scale_intrinsics(P[:, :3], hw, camera.hw)
+        sx, sy = camera.width / hw[1], camera.height / hw[0]
+        P2[0, 3] = P[0, 3] * sx  # Tx = -fx' * baseline scales with fx
+        P2[1, 3] = P[1, 3] * sy
+    else:  # no projection given: the rectified monocular one, [K | 0]
+        P2 = np.zeros((3, 4))
+        P2[:, :3] = camera.K
     out = CameraInfo()
-    out.header = msg.header
-    out.height, out.width = int(to_hw[0]), int(to_hw[1])
-    out.distortion_model = msg.distortion_model
-    out.d = list(msg.d)
-    out.k = K2.reshape(-1).tolist()
-    out.r = list(msg.r)
+    out.header = source.header if header is None else header
+    out.height, out.width = camera.height, camera.width
+    out.distortion_model = source.distortion_model
+    out.d = list(source.d)
+    out.k = camera.K.reshape(-1).tolist()
+    out.r = list(source.r)
     out.p = P2.reshape(-1).tolist()
     return out
+
+
+def scaled_camera_info(msg: CameraInfo, to_hw: tuple[int, int]) -> CameraInfo:
+    """A copy of ``msg`` for the image resized to ``to_hw``: K and P scaled, header/D/R kept."""
+    return camera_info_msg(msg, camera_from_info(msg).scaled(to_hw))
 
 
 def cloud_to_msg(packed: PackedCloud, header: Header | None = None) -> PointCloud2:

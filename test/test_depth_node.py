@@ -431,3 +431,24 @@ def test_timing_log_that_cannot_be_written_is_one_sentence(ros, tmp_path):
     with pytest.raises(ConfigError, match=r"cannot write the timing log .*t\.csv: No such file"):
         DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
                                        Parameter("device", value="cpu"), Parameter("timing_log", value=str(bad))])
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_usage_and_every_parameter_without_starting_ros(flag, monkeypatch, capsys):
+    """Issue 23: ``depth_node --help`` answered "unknown arguments"; it prints the table in parameters.py."""
+    import rclpy
+
+    from moadepth_ros.node import depth_node as dn
+    from moadepth_ros.node.parameters import PARAMS
+
+    def no_init(*a, **kw):
+        raise AssertionError("--help must not initialise rclpy")
+
+    monkeypatch.setattr(rclpy, "init", no_init)
+    assert dn.main([flag]) == 0
+    text = capsys.readouterr().out
+    assert "--ros-args" in text and "--params-file" in text and "image:=" in text and "camera_info:=" in text
+    for p in PARAMS:
+        assert f"  {p.name} (default " in text and p.description.split()[0] in text
+    assert "output_size (default 'input'; input | model; static)" in text
+    assert "point_stride (default 1; [1, 64]; dynamic)" in text

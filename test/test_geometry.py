@@ -144,3 +144,17 @@ def test_scale_depth_for_focal():
     assert np.isclose(600.0 * size_m / pixels, out[0, 0])
     with pytest.raises(DataError, match="focal"):
         geometry.scale_depth_for_focal(depth, 0.0, 300.0)
+
+
+def test_pinhole_camera_focal_at_another_size_is_the_scaled_cameras():
+    cam = geometry.PinholeCamera.from_K(K, (480, 640))
+    assert cam.hw == (480, 640) and cam.focal_px == 500.0 and not cam.K.flags.writeable
+    for hw in [(64, 96), (224, 224), (479, 641), (1080, 1920)]:
+        # one formula: the focal at a size is bit for bit the fx of the K scaled to it
+        assert cam.focal_at(hw) == cam.scaled(hw).K[0, 0] == geometry.scale_intrinsics(K, (480, 640), hw)[0, 0]
+        assert cam.focal_at(hw) == geometry.focal_at_size(500.0, (480, 640), hw) == 500.0 * (hw[1] / 640)
+    np.testing.assert_array_equal(cam.scaled((240, 320)).K, geometry.scale_intrinsics(K, (480, 640), (240, 320)))
+    with pytest.raises(DataError, match="focal"):
+        geometry.PinholeCamera.from_K(np.zeros((3, 3)), (480, 640))
+    with pytest.raises(DataError, match="empty"):
+        geometry.PinholeCamera.from_K(K, (480, 0))

@@ -89,6 +89,29 @@ def test_camera_info_make_and_scale():
         messages.camera_info_to_K(CameraInfo())
 
 
+def test_camera_from_info_parses_once_and_camera_info_msg_scales_p_with_k():
+    K = geometry.intrinsics_matrix(525.0, 520.0, 319.5, 239.5)
+    info = messages.make_camera_info(_header(), K, 480, 640)
+    info.p[3] = -0.06 * 525.0  # a stereo right camera's Tx
+    cam = messages.camera_from_info(info)
+    np.testing.assert_array_equal(cam.K, K)
+    assert cam.hw == (480, 640)
+    header = _header()
+    header.frame_id = "depth_frame"
+    out = messages.camera_info_msg(info, cam.scaled((240, 320)), header)
+    assert (out.height, out.width, out.header.frame_id) == (240, 320, "depth_frame")
+    np.testing.assert_array_equal(np.asarray(out.k).reshape(3, 3), geometry.scale_intrinsics(K, (480, 640), (240, 320)))
+    P = np.asarray(out.p).reshape(3, 4)
+    np.testing.assert_array_equal(P[:, :3], geometry.scale_intrinsics(K, (480, 640), (240, 320)))
+    assert P[0, 3] == pytest.approx(-0.06 * 525.0 * 0.5)
+    bad = messages.make_camera_info(_header(), K, 480, 640)
+    bad.k[2] = float("nan")
+    with pytest.raises(DataError, match="non-finite"):
+        messages.camera_from_info(bad)
+    with pytest.raises(DataError, match="empty size"):
+        messages.camera_from_info(messages.make_camera_info(_header(), K, 0, 640))
+
+
 @pytest.mark.parametrize("with_rgb", [False, True])
 def test_cloud_to_msg(with_rgb):
     rng = np.random.default_rng(1)

@@ -9,6 +9,7 @@ import torch
 from moadepth_core import geometry
 from moadepth_core.errors import DataError
 from moadepth_core.geometry import postprocess as post
+from moadepth_core.geometry.camera import PinholeCamera
 from moadepth_core.geometry.pointcloud import pack_points, unpack_points, unpack_rgb
 from moadepth_core.model.head import relative_uncertainty
 from moadepth_core.runtime.processing import confidence_from_uncertainty
@@ -29,21 +30,22 @@ def test_clip_depth_nans_outside_range_and_invalid():
 def test_focal_scale_follows_the_camera_at_model_size():
     K = _K(480, 640)
     # fx at 640 wide = 512; the network input is 96 wide -> fx_model = 76.8; trained at 80 px.
-    s = post.focal_scale(K, (480, 640), (64, 96), 80.0)
+    s = post.focal_scale(PinholeCamera.from_K(K, (480, 640)), (64, 96), 80.0)
     assert s == pytest.approx(512 * 96 / 640 / 80.0)
     with pytest.raises(DataError):
-        post.focal_scale(K, (480, 640), (64, 96), 0.0)
+        post.focal_scale(PinholeCamera.from_K(K, (480, 640)), (64, 96), 0.0)
 
 
-def test_intrinsics_for_image_scales_same_aspect_and_refuses_other():
+def test_camera_for_image_scales_same_aspect_and_refuses_other():
     K = _K(480, 640)
-    np.testing.assert_array_equal(post.intrinsics_for_image(K, (480, 640), (480, 640)), K)
-    half = post.intrinsics_for_image(K, (480, 640), (240, 320))
-    np.testing.assert_allclose(half, geometry.scale_intrinsics(K, (480, 640), (240, 320)))
+    np.testing.assert_array_equal(PinholeCamera.from_K(K, (480, 640)).for_image((480, 640)).K, K)
+    half = PinholeCamera.from_K(K, (480, 640)).for_image((240, 320))
+    np.testing.assert_allclose(half.K, geometry.scale_intrinsics(K, (480, 640), (240, 320)))
+    assert half.hw == (240, 320)
     with pytest.raises(DataError, match="aspect"):
-        post.intrinsics_for_image(K, (480, 640), (480, 480))
+        PinholeCamera.from_K(K, (480, 640)).for_image((480, 480))
     with pytest.raises(DataError, match="empty"):
-        post.intrinsics_for_image(K, (0, 0), (480, 640))
+        PinholeCamera.from_K(K, (0, 0)).for_image((480, 640))
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
@@ -151,3 +153,69 @@ def test_depth_cloud_packs_into_a_given_buffer_with_the_same_bytes():
             post.depth_cloud(depth, K, out=array.array("B", bytes(wrong)))
     with pytest.raises(DataError, match="writable"):
         post.depth_cloud(depth, K, out=bytes(h * w * 16))
+
+
+def _prediction(h, w, seed=0):
+    from moadepth_core.runtime.processing import DepthResult
+
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0.05, 12.0, (h, w)).astype(np.float32)
+    return DepthResult(depth, rng.uniform(0.0, 1.0, (h, w)).astype(np.float32))
+
+
+class _Pool:
+    """A buffer per output name, kept between frames (what the node's OutputBuffers does)."""
+
+    def __init__(self):
+        self.buffers = {}
+
+    def get(self, name, nbytes):
+        if name not in self.buffers or len(self.buffers[name]) != nbytes:
+            self.buffers[name] = bytearray(nbytes)
+        return self.buffers[name]
+
+
+@pytest.mark.parametrize(("info_hw", "out_hw"), [((480, 640), (24, 32)), ((96, 128), (24, 32)),
+                                                 ((96, 128), (48, 64))])
+def test_publishable_equals_the_step_by_step_path(info_hw, out_hw):
+    """One call gives the numbers the node computed step by step: calibration fitted to the frame,
+    focal scaling at the model size, clipping, the cloud with K at the depth's size."""
+    image_hw, model_hw, train_focal = (48, 64), (32, 64), 70.0
+    K = _K(*info_hw)
+    pred = _prediction(*out_hw)
+    rgb = np.random.default_rng(1).integers(0, 255, (*image_hw, 3), dtype=np.uint8)
+    settings = post.OutputSettings(min_depth=0.1, max_depth=10.0, focal_scaling=True, train_focal_px=train_focal,
+                                   model_hw=model_hw, point_stride=2, max_uncertainty=0.5)
+    pool = _Pool()
+    out = post.publishable(pred, rgb, PinholeCamera.from_K(K, info_hw), settings, pool)
+    # the reference: the formulas the node used before the camera type
+    K_img = geometry.scale_intrinsics(K, info_hw, image_hw)
+    factor = geometry.scale_depth_for_focal(np.ones(1, np.float32), K_img[0, 0] * model_hw[1] / image_hw[1],
+                                            train_focal)[0]
+    depth = post.clip_depth(pred.depth * np.float32(factor), 0.1, 10.0)
+    K_out = geometry.scale_intrinsics(K, info_hw, out_hw)
+    cloud = post.depth_cloud(depth, K_out, uncertainty=pred.uncertainty, max_uncertainty=0.5, stride=2, rgb=rgb)
+    np.testing.assert_array_equal(out.depth.array, depth)
+    assert out.depth.data is pool.buffers["depth"] and out.camera_problem is None
+    np.testing.assert_array_equal(out.camera.K, K_out)
+    assert out.camera.hw == out_hw
+    np.testing.assert_array_equal(out.confidence.array, pred.confidence)
+    assert bytes(out.cloud.data) == bytes(cloud.data) and out.cloud.data is pool.buffers["points"]
+
+
+def test_publishable_without_a_usable_camera_publishes_plain_depth():
+    pred = _prediction(24, 32)
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    settings = post.OutputSettings(min_depth=0.1, max_depth=10.0, focal_scaling=True, train_focal_px=70.0,
+                                   model_hw=(32, 64))
+    plain = post.clip_depth(pred.depth, 0.1, 10.0)
+    for camera in (None, PinholeCamera.from_K(_K(24, 24), (24, 24))):  # none, and another aspect ratio
+        out = post.publishable(pred, rgb, camera, settings)
+        np.testing.assert_array_equal(out.depth.array, plain)  # no focal scaling
+        assert out.camera is None and out.cloud is None
+        assert (out.camera_problem is None) == (camera is None)
+    assert "aspect" in out.camera_problem
+    off = post.publishable(pred, rgb, PinholeCamera.from_K(_K(24, 32), (24, 32)),
+                           post.OutputSettings(min_depth=0.1, max_depth=10.0, publish_points=False))
+    assert off.camera is not None and off.cloud is None
+    np.testing.assert_array_equal(off.depth.array, plain)  # focal_scaling off

@@ -2,8 +2,10 @@
 point clouds, and what the node publishes from a prediction. Pure numpy/OpenCV: no torch, no ROS."""
 
 from moadepth_core.geometry.camera import (
+    PinholeCamera,
     backproject,
     check_intrinsics,
+    focal_at_size,
     intrinsics_matrix,
     pixel_ray_planes,
     pixel_rays,
@@ -20,4 +22,4 @@ from moadepth_core.geometry.transforms import (
     transform_points,
 )
 
-__all__ = ["check_intrinsics", "backproject", "compose_transforms", "intrinsics_matrix", "invert_transform", "pixel_ray_planes", "pixel_rays", "project_points", "quaternion_to_matrix", "register_depth", "resize_nearest", "scale_depth_for_focal", "scale_intrinsics", "transform_matrix", "transform_points"]
+__all__ = ["PinholeCamera", "check_intrinsics", "backproject", "focal_at_size", "compose_transforms", "intrinsics_matrix", "invert_transform", "pixel_ray_planes", "pixel_rays", "project_points", "quaternion_to_matrix", "register_depth", "resize_nearest", "scale_depth_for_focal", "scale_intrinsics", "transform_matrix", "transform_points"]

@@ -1,4 +1,5 @@
-"""Pinhole camera maths in numpy: intrinsics, their scaling, pixel rays, back-projection.
+"""Pinhole camera maths in numpy: the camera type, intrinsics and their scaling, pixel rays,
+back-projection.
 
 Conventions: pinhole ``K`` 3x3 float64 with fx, fy, cx, cy in pixels of *that* image and
 pixel (u, v) = (column, row) whose centre sits at integer coordinates (OpenCV/ROS).
@@ -10,6 +11,7 @@ NaN/Inf/negative as invalid. Points for clouds use NaN for invalid (REP 117).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,6 +48,77 @@ def scale_intrinsics(K: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, 
     out[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
     out[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
     return out
+
+
+#: Relative tolerance on width/height ratios when a calibration's size differs from the image's.
+ASPECT_TOLERANCE = 0.01
+
+
+def focal_at_size(focal_px: float, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> float:
+    """A horizontal focal length (px) measured at ``from_hw``, in pixels of the image resized to ``to_hw``.
+
+    The one formula for "focal length at another size", the same product :func:`scale_intrinsics`
+    applies to fx, so a focal scaled here and a K scaled there agree to the bit.
+    """
+    return focal_px * (to_hw[1] / from_hw[1])
+
+
+@dataclass(frozen=True, eq=False)
+class PinholeCamera:
+    """A calibrated pinhole camera: K (3x3 float64, read-only) in pixels of an image ``height`` x ``width``.
+
+    Parsed once from a calibration (``from_K``; ROS's CameraInfo via ``moadepth_ros.messages``), as
+    depth_image_proc reads CameraInfo once into a camera model; every size change goes through
+    :meth:`scaled` or :meth:`focal_at`, so the half-pixel rule and the focal formula live here only.
+    """
+
+    K: np.ndarray
+    height: int
+    width: int
+
+    @classmethod
+    def from_K(cls, K: np.ndarray, hw: tuple[int, int]) -> PinholeCamera:
+        """A camera from ``K`` and the (height, width) it describes; DataError if either is unusable."""
+        K = check_intrinsics(K).copy()
+        h, w = int(hw[0]), int(hw[1])
+        if h <= 0 or w <= 0:
+            raise DataError(f"camera image size {w}x{h} is empty")
+        K.flags.writeable = False  # shared by every frame paired with this calibration
+        return cls(K, h, w)
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def focal_px(self) -> float:
+        """The horizontal focal length fx in pixels: the one focal scaling compares (fy is not used)."""
+        return float(self.K[0, 0])
+
+    def focal_at(self, hw: tuple[int, int]) -> float:
+        """fx in pixels of this image resized to ``hw`` (e.g. the network input): :func:`focal_at_size`."""
+        return focal_at_size(self.focal_px, self.hw, hw)
+
+    def scaled(self, hw: tuple[int, int]) -> PinholeCamera:
+        """The same camera after resizing its image to ``hw`` (:func:`scale_intrinsics`, applied even
+        when the size is unchanged, so every K published for a size is computed the same way)."""
+        return PinholeCamera.from_K(scale_intrinsics(self.K, self.hw, hw), hw)
+
+    def for_image(self, image_hw: tuple[int, int], aspect_tolerance: float = ASPECT_TOLERANCE) -> PinholeCamera:
+        """This calibration applied to an image of ``image_hw``: itself at the same size, scaled when
+        only the resolution differs, and a DataError when the aspect ratio differs.
+
+        Drivers publishing a binned or resized stream with the full-resolution CameraInfo are common;
+        the same aspect ratio means a plain resize, which :meth:`scaled` undoes. A different aspect
+        means a crop or another camera: no K can be trusted.
+        """
+        h, w = int(image_hw[0]), int(image_hw[1])
+        if (h, w) == self.hw:
+            return self
+        if abs((self.width / self.height) / (w / h) - 1.0) > aspect_tolerance:
+            raise DataError(f"CameraInfo size {self.width}x{self.height} does not match the image size {w}x{h} "
+                            f"(different aspect ratio): no points for this frame")
+        return self.scaled((h, w))
 
 
 @functools.lru_cache(maxsize=16)

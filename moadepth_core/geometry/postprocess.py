@@ -1,54 +1,38 @@
 """From a network prediction to what a depth node publishes: pure numpy, no ROS.
 
-The ROS node only adapts messages; every number it publishes is computed here so it can be
-unit-tested without DDS. Conventions follow docs/ARCHITECTURE.md: ``K`` is 3x3 float64 in
-pixels of the image it describes, depth is HxW float32 metres, and the published arrays use
-NaN for invalid (REP 117/118).
+:func:`publishable` is the node's one call per frame: prediction and camera in; depth,
+confidence, the point cloud and the camera at the depth's size out, written into the node's
+reusable output buffers. The ROS node only wraps them into messages, so every number it
+publishes is computed here and unit-tested without DDS. Conventions follow
+docs/ARCHITECTURE.md: ``K`` is 3x3 float64 in pixels of the image it describes, depth is HxW
+float32 metres, and the published arrays use NaN for invalid (REP 117/118).
 """
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
 
 from moadepth_core import geometry
 from moadepth_core.errors import DataError
-from moadepth_core.geometry.pointcloud import PackedCloud, pack_depth
+from moadepth_core.geometry.camera import PinholeCamera
+from moadepth_core.geometry.pointcloud import PackedCloud, depth_cloud_nbytes, pack_depth
 
-#: Relative tolerance on width/height ratios when a CameraInfo's size differs from the image's.
-ASPECT_TOLERANCE = 0.01
+if TYPE_CHECKING:  # the result type only: this module runs without torch
+    from moadepth_core.runtime.processing import DepthResult
 
-
-def intrinsics_for_image(K: np.ndarray, info_hw: tuple[int, int], image_hw: tuple[int, int],
-                         aspect_tolerance: float = ASPECT_TOLERANCE) -> np.ndarray:
-    """K valid for an image of ``image_hw`` from a calibration made at ``info_hw``.
-
-    Drivers publishing a binned or resized stream with the full-resolution CameraInfo are common;
-    the same aspect ratio means a plain resize, which :func:`geometry.scale_intrinsics` undoes. A
-    different aspect means a crop or another camera: no K can be trusted, so this raises.
-    """
-    ih, iw = int(info_hw[0]), int(info_hw[1])
-    h, w = int(image_hw[0]), int(image_hw[1])
-    if ih <= 0 or iw <= 0:
-        raise DataError(f"CameraInfo size {iw}x{ih} is empty")
-    if (ih, iw) == (h, w):
-        return geometry.check_intrinsics(K)
-    if abs((iw / ih) / (w / h) - 1.0) > aspect_tolerance:
-        raise DataError(f"CameraInfo size {iw}x{ih} does not match the image size {w}x{h} "
-                        f"(different aspect ratio): no points for this frame")
-    return geometry.scale_intrinsics(K, (ih, iw), (h, w))
-
-
-def focal_scale(K: np.ndarray, image_hw: tuple[int, int], model_hw: tuple[int, int],
-                train_focal_px: float) -> float:
+def focal_scale(camera: PinholeCamera, model_hw: tuple[int, int], train_focal_px: float) -> float:
     """Factor turning the network's depth into this camera's metric depth.
 
-    The network sees the image resized to ``model_hw``, where this camera's horizontal focal is
-    ``fx * model_w / image_w``; the checkpoint stores the training camera's focal at that same
-    size (see :func:`geometry.scale_depth_for_focal` for why the ratio is the correction).
+    ``camera`` describes the image the network saw resized to ``model_hw``; the checkpoint stores
+    the training camera's focal at that same size (see :func:`geometry.scale_depth_for_focal` for
+    why the ratio is the correction).
     """
-    K = geometry.check_intrinsics(K)
-    f_this = K[0, 0] * model_hw[1] / image_hw[1]
+    f_this = camera.focal_at(model_hw)
     return float(geometry.scale_depth_for_focal(np.ones(1, np.float32), f_this, train_focal_px)[0])
 
 
@@ -57,8 +41,8 @@ def clip_depth(depth: np.ndarray, min_depth: float, max_depth: float, *, out: np
     """float32 copy with NaN wherever depth is non-finite, <= 0, or outside [min_depth, max_depth].
 
     ``out``: an HxW float32 array to write into (e.g. a view of the Image message's buffer) instead
-    of a new one. One OpenCV range test and a masked copy: 0.26 ms at 640x480 against 0.43 ms for
-    numpy's boolean passes (same result, tested).
+    of a new one. One OpenCV range test and a masked copy: faster than numpy's boolean passes, same
+    result (tested; docs/PERFORMANCE.md).
     """
     depth = np.ascontiguousarray(depth, dtype=np.float32)
     if out is None:
@@ -93,7 +77,7 @@ def depth_cloud(depth: np.ndarray, K: np.ndarray, *, uncertainty: np.ndarray | N
     if uncertainty is not None and np.isfinite(max_uncertainty):
         if uncertainty.shape != depth.shape:
             raise DataError(f"uncertainty shape {uncertainty.shape} differs from depth {depth.shape}")
-        # OpenCV's compare and masked copy: 0.2 ms at 640x480, numpy's np.where 1.2 ms (branchy)
+        # OpenCV's compare and masked copy: several times faster than np.where's branchy pass
         keep = cv2.compare(np.ascontiguousarray(uncertainty, dtype=np.float32),
                            float(np.float32(max_uncertainty)), cv2.CMP_LE)  # NaN fails
         masked = np.full(depth.shape, np.nan, np.float32)
@@ -104,3 +88,120 @@ def depth_cloud(depth: np.ndarray, K: np.ndarray, *, uncertainty: np.ndarray | N
         if rgb.shape[:2] != depth.shape:
             rgb = cv2.resize(rgb, (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_AREA)
     return pack_depth(depth, K, rgb, stride, out=out)
+
+
+class BufferPool(Protocol):
+    """Where outputs are written: one reusable writable buffer per output name (the ROS side's
+    ``messages.OutputBuffers``, whose buffers messages carry without a copy)."""
+
+    def get(self, name: str, nbytes: int) -> Any:
+        """A writable bytes-like object of exactly ``nbytes`` for output ``name``."""
+
+
+class _FreshBuffers:
+    """A new buffer per call: for callers that keep no buffers between frames (tests, offline tools)."""
+
+    def get(self, name: str, nbytes: int) -> bytearray:
+        return bytearray(nbytes)
+
+
+@dataclass(frozen=True)
+class FloatImage:
+    """An HxW float32 image (little-endian) and the buffer holding its bytes, as a 32FC1 message carries them."""
+
+    array: np.ndarray
+    data: Any
+
+
+def _float_image(buffers: BufferPool, name: str, hw: tuple[int, int]) -> FloatImage:
+    h, w = int(hw[0]), int(hw[1])
+    data = buffers.get(name, h * w * 4)
+    return FloatImage(np.frombuffer(data, dtype="<f4").reshape(h, w), data)
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """What shapes the published outputs: the node's parameters of the same names, plus the model's focal."""
+
+    min_depth: float
+    max_depth: float
+    focal_scaling: bool = False
+    #: the training camera's fx at the network input (``DepthEstimator.train_focal_px``); None: unknown
+    train_focal_px: float | None = None
+    #: the network input (height, width) that ``train_focal_px`` is measured at
+    model_hw: tuple[int, int] | None = None
+    publish_points: bool = True
+    point_stride: int = 1
+    points_rgb: bool = True
+    max_uncertainty: float = np.inf
+
+
+class Publishable:
+    """Everything a depth node publishes for one frame, from :func:`publishable`.
+
+    Depth is ready at once; confidence and the cloud are computed on first access, so the node
+    publishes depth (what costmaps wait for) before paying for them (docs/PERFORMANCE.md).
+    """
+
+    def __init__(self, depth: FloatImage, camera: PinholeCamera | None, camera_problem: str | None,
+                 prediction: DepthResult, rgb: np.ndarray | None, settings: OutputSettings,
+                 buffers: BufferPool) -> None:
+        #: HxW float32 metres, NaN where invalid or outside [min_depth, max_depth]
+        self.depth = depth
+        #: intrinsics at the depth's size; None without a usable calibration (no camera_info, no points)
+        self.camera = camera
+        #: why the frame's calibration could not be used (one sentence), or None
+        self.camera_problem = camera_problem
+        self._prediction = prediction
+        self._rgb = rgb
+        self._settings = settings
+        self._buffers = buffers
+
+    @functools.cached_property
+    def confidence(self) -> FloatImage:
+        """HxW float32 in 0..1 at the depth's size."""
+        conf = self._prediction.confidence
+        out = _float_image(self._buffers, "confidence", conf.shape)
+        np.copyto(out.array, conf)
+        return out
+
+    @functools.cached_property
+    def cloud(self) -> PackedCloud | None:
+        """The organised cloud (``publish_points``, with a camera), else None."""
+        s = self._settings
+        if self.camera is None or not s.publish_points:
+            return None
+        h, w = self.depth.array.shape
+        return depth_cloud(self.depth.array, self.camera.K, uncertainty=self._prediction.uncertainty,
+                           max_uncertainty=s.max_uncertainty, stride=s.point_stride, rgb=self._rgb,
+                           out=self._buffers.get("points", depth_cloud_nbytes(h, w, s.point_stride)))
+
+
+def publishable(prediction: DepthResult, rgb: np.ndarray, camera: PinholeCamera | None,
+                settings: OutputSettings, buffers: BufferPool | None = None) -> Publishable:
+    """What to publish for one frame: ``prediction`` for the HxWx3 ``rgb`` frame, seen by ``camera``
+    (its calibration, at the CameraInfo's size; None when there is none).
+
+    The calibration is fitted to the frame (:meth:`PinholeCamera.for_image`); if that fails the
+    depth still goes out, unscaled and without camera or cloud, and ``camera_problem`` says why.
+    With a camera, ``focal_scaling`` rescales depth by its focal against the training camera's
+    at the network input, and ``camera`` of the result is the calibration at the depth's size.
+    Outputs are written into ``buffers`` ("depth", "confidence", "points").
+    """
+    buffers = _FreshBuffers() if buffers is None else buffers
+    image_camera, problem = None, None
+    if camera is not None:
+        try:
+            image_camera = camera.for_image(rgb.shape[:2])
+        except DataError as exc:
+            problem = str(exc)
+    depth = prediction.depth
+    if settings.focal_scaling and image_camera is not None and settings.train_focal_px:
+        depth = depth * np.float32(focal_scale(image_camera, settings.model_hw, settings.train_focal_px))
+    out = _float_image(buffers, "depth", depth.shape)
+    clip_depth(depth, settings.min_depth, settings.max_depth, out=out.array)
+    # scaled from the calibration itself, not from the frame's camera: one rounding, as the K
+    # of depth/camera_info has always been computed
+    depth_camera = camera.scaled(depth.shape) if image_camera is not None else None
+    return Publishable(out, depth_camera, problem, prediction, rgb if settings.points_rgb else None, settings,
+                       buffers)

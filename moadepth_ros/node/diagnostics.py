@@ -7,10 +7,12 @@ Kept apart from the node so the windowing is testable without DDS; the node feed
 from __future__ import annotations
 
 import csv
+import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
@@ -93,6 +95,64 @@ class FrameStats:
         values.update({k: str(v) for k, v in info.items()})
         return DiagnosticStatus(level=level, name=name, hardware_id=hardware_id, message=message,
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+class ProblemLog:
+    """Counts every problem by kind and decides which get a log line: one per problem, repeated at
+    most every ``period`` seconds.
+
+    The rate limit keys on the sentence with its numbers masked, so a camera sending the same bad
+    frame at 30 Hz logs once per period while a different problem still gets its own line.
+    """
+
+    def __init__(self, max_lines: int = 200) -> None:
+        self.problems: Counter[str] = Counter()  # every problem seen, by kind (logged or not)
+        self.lines: deque[tuple[str, str]] = deque(maxlen=max_lines)  # (kind, line) actually logged
+        self._lock = threading.Lock()
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+
+    def note(self, kind: str, text: str, period: float, now: float | None = None) -> str | None:
+        """Count the problem; return the line to log now (with how many were suppressed), or None."""
+        key = kind + ":" + re.sub(r"[-+]?\d[\d.e+-]*", "#", text)
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.problems[kind] += 1
+            last = self._last_logged.get(key)
+            if last is not None and now - last < period:
+                self._suppressed[key] += 1
+                return None
+            if len(self._last_logged) > 1000:  # random garbage must not grow this forever
+                self._last_logged.clear()
+                self._suppressed.clear()
+            self._last_logged[key] = now
+            n = self._suppressed.pop(key, 0)
+            line = text + (f" ({n} similar messages suppressed)" if n else "")
+            self.lines.append((kind, line))
+        return line
+
+
+def node_status(name: str, stats: FrameStats, estimator: Any, cfg: dict[str, Any], active: bool,
+                problems: Counter[str]) -> DiagnosticStatus:
+    """The node's DiagnosticStatus: ERROR for an untrained network (it must never feed a costmap
+    unnoticed), else OK with "running" or "inactive"; the model's settings and problem counts as values."""
+    est = estimator
+    info = {
+        "device": str(est.device) if est else cfg["device"],
+        "precision": est.precision if est else cfg["precision"],
+        "backend": est.backend if est else cfg["backend"],
+        "checkpoint": (est.checkpoint_path or "(untrained)") if est else (cfg["checkpoint"] or "(none)"),
+        "model_loaded": str(est is not None),
+        "active": str(active),
+        "problems": ", ".join(f"{k}={v}" for k, v in sorted(problems.items())) or "none",
+    }
+    if est is not None and est.untrained:
+        level, message = DiagnosticStatus.ERROR, "UNTRAINED network: depth is meaningless, do not use it"
+    elif est is None or not active:
+        level, message = DiagnosticStatus.OK, "inactive"
+    else:
+        level, message = DiagnosticStatus.OK, "running"
+    return stats.status(name, info["device"], info, level=level, message=message)
 
 
 def _rate(times: list[float]) -> float:

@@ -1,11 +1,13 @@
 """The depth node's parameters: one table with defaults, descriptors, ranges and checks.
 
-Every default is written here once; config/depth_node.yaml repeats them for users, and
-test_launch_files.py checks that the YAML and the launch files name only parameters listed here.
+Every default is written here once; config/depth_node.yaml repeats them for users,
+test_launch_files.py checks that the YAML and the launch files name only parameters listed here,
+and ``depth_node --help`` prints this table (:func:`help_text`).
 """
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,3 +108,54 @@ def check_value(name: str, value: Any, current: dict[str, Any]) -> str | None:
     if name == "max_depth" and value <= current.get("min_depth", BY_NAME["min_depth"].default):
         return f"max_depth {value} must be larger than min_depth {current.get('min_depth')}"
     return None
+
+
+USAGE = """\
+usage: depth_node [--lifecycle] [--ros-args [-p NAME:=VALUE]... [--params-file FILE] [-r FROM:=TO]...]
+       depth_node -h | --help
+
+Monocular metric depth for ROS 2 (node name 'moadepth'). Subscribes to 'image' (sensor_msgs/Image)
+and 'camera_info' (optional; needed for focal scaling, depth/camera_info and points); publishes
+'depth/image', 'depth/camera_info', 'depth/confidence' and 'points'.
+
+options:
+  -h, --help            print this help and the parameters, then exit
+  --lifecycle           run the managed (lifecycle) node: configure loads the model, activate publishes
+
+ROS arguments (after --ros-args):
+  -p NAME:=VALUE        set one parameter, e.g. -p checkpoint:=/models/moadepth.pt
+  --params-file FILE    parameters from a YAML file, e.g. config/depth_node.yaml
+  -r image:=/cam/image_raw -r camera_info:=/cam/camera_info
+                        remap the inputs (outputs likewise: -r points:=/cam/points)
+  -r __ns:=/cam         run in a namespace (all topics relative to it)
+
+example:
+  depth_node --ros-args --params-file config/depth_node.yaml -r image:=/cam/image -r camera_info:=/cam/camera_info
+"""
+
+
+def _as_typed(value: Any) -> str:
+    """A default as one types it after ``-p name:=``: quoted strings, lower-case booleans."""
+    if isinstance(value, str):
+        return repr(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _limits(p: Param) -> str:
+    if p.choices:
+        return " | ".join(p.choices)
+    if p.low is not None:
+        step = f" step {p.step:g}" if p.step else ""
+        return f"[{p.low:g}, {p.high:g}]{step}"
+    return ""
+
+
+def help_text(width: int = 100) -> str:
+    """``depth_node --help``: usage, then every parameter with its default, range or choices, whether it
+    may change at run time (dynamic), and its description."""
+    lines = [USAGE, "parameters (dynamic: may change while running; static: read when the model loads):"]
+    for p in PARAMS:
+        parts = [f"default {_as_typed(p.default)}", _limits(p), "dynamic" if p.dynamic else "static"]
+        lines.append(f"  {p.name} ({'; '.join(x for x in parts if x)})")
+        lines += textwrap.wrap(p.description, width=width, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ from moadepth_core.data.rosbag.source import DEFAULT_MAX_TIME_DIFF, BagSource
 from moadepth_core.errors import DataError, cli_entry
 from moadepth_core.evaluation import colorize, report
 from moadepth_core.evaluation.metrics import METRIC_KEYS, aggregate, compute_metrics
+from moadepth_core.geometry.camera import PinholeCamera
 
 BASELINE_STRIDE = 4  # the constant baseline is scored on every 4th pixel in both directions
 
@@ -78,8 +79,8 @@ def network_predictor(checkpoint: str | None, allow_untrained: bool, device: str
     def predict(_: int, frame: RGBDFrame) -> np.ndarray:
         depth = est.predict(frame.rgb).depth
         if focal_scaling and est.train_focal_px:
-            K_model = geometry.scale_intrinsics(frame.K, frame.hw, est.model_size)
-            depth = geometry.scale_depth_for_focal(depth, K_model[0, 0], est.train_focal_px)
+            f_model = PinholeCamera.from_K(frame.K, frame.hw).focal_at(est.model_size)
+            depth = geometry.scale_depth_for_focal(depth, f_model, est.train_focal_px)
         return depth
 
     return predict, {"checkpoint": est.checkpoint_path, "untrained": est.untrained, "device": str(est.device),

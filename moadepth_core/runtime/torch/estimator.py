@@ -21,6 +21,7 @@ import torch
 
 from moadepth_core.config import ModelConfig
 from moadepth_core.errors import UNTRAINED_WARNING, DataError, DeviceError, UntrainedError
+from moadepth_core.geometry.camera import focal_at_size
 from moadepth_core.model.checkpoint import load_checkpoint
 from moadepth_core.model.network import MoADepthCLIP, build_model
 from moadepth_core.runtime.choice import choose_backend, choose_precision, cpu_has_native_bf16
@@ -84,7 +85,7 @@ def _model_size(model: MoADepthCLIP, input_size: tuple[int, int] | None) -> tupl
 
 def _focal_at(train_focal_px: float | None, model: MoADepthCLIP, model_size: tuple[int, int]) -> float | None:
     """The training focal length is stored at the training input size: it follows a resize."""
-    return None if train_focal_px is None else train_focal_px * (model_size[1] / model.cfg.image_size[1])
+    return None if train_focal_px is None else focal_at_size(train_focal_px, model.cfg.image_size, model_size)
 
 
 def _record_alias(entry: CachedGraph, checkpoint: str | Path, input_size: tuple[int, int] | None, precision: str,

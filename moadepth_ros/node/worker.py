@@ -1,0 +1,213 @@
+"""The depth node's inference thread: one pending frame, a job queue, and CameraInfo pairing.
+
+The image callback hands each converted frame to :meth:`InferenceWorker.submit`, which keeps
+only the newest one as *the* pending frame (the frames it replaces are counted as dropped). One
+thread takes the pending frame when it frees up; with ``frame_policy: fresh`` it may set it
+aside for the next one (:mod:`moadepth_ros.node.pacing` says how long). The executor thread
+never runs the network, so parameters, services, diagnostics and shutdown stay responsive.
+
+The same thread also runs jobs (:meth:`InferenceWorker.run`), before any frame: the node builds
+its model there, so every torch call happens on one thread. PyTorch's CPU pool is OpenMP, which
+keeps one thread team per calling thread; two teams on a small machine oversubscribe the cores
+and slow every forward (docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import Header
+
+from moadepth_core.errors import MoadepthError
+from moadepth_core.geometry.camera import PinholeCamera
+from moadepth_ros.node.diagnostics import FrameStats
+from moadepth_ros.node.pacing import FramePacer
+
+#: CameraInfos kept for pairing with images by stamp.
+INFO_HISTORY = 30
+
+
+def header_stamp_ns(header: Header) -> int:
+    """A message header's stamp as integer nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+@dataclass
+class Frame:
+    """A validated image waiting for (or in) inference."""
+
+    header: Header
+    rgb: np.ndarray  # HxWx3 uint8
+    image_stamp_ns: int
+    received: float  # time.monotonic() at the callback
+
+
+@dataclass
+class StampedCamera:
+    """A CameraInfo parsed once: its camera, its stamp for pairing, and the message (for its D, R, P)."""
+
+    info_stamp_ns: int
+    camera: PinholeCamera
+    msg: CameraInfo
+
+
+class CameraInfoHistory:
+    """The recent CameraInfos, thread-safe; an image takes the one with its stamp, else the latest."""
+
+    def __init__(self, maxlen: int = INFO_HISTORY) -> None:
+        self._entries: deque[StampedCamera] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+
+    def add(self, entry: StampedCamera) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def pick(self, image_stamp_ns: int, tolerance_s: float) -> StampedCamera | None:
+        """The entry stamped within ``tolerance_s`` of the image (the closest), else the latest; None if empty."""
+        with self._lock:
+            if not self._entries:
+                return None
+            best = min(self._entries, key=lambda e: abs(e.info_stamp_ns - image_stamp_ns))
+            return best if abs(best.info_stamp_ns - image_stamp_ns) <= tolerance_s * 1e9 else self._entries[-1]
+
+
+class InferenceWorker:
+    """One thread running jobs first, then the newest pending frame through ``process``.
+
+    ``report(kind, text)`` gets one line for a frame that failed; ``frame_policy()`` reads the
+    node's current policy each time. The thread survives anything one frame raises.
+    """
+
+    def __init__(self, process: Callable[[Frame], None], report: Callable[[str, str], None],
+                 stats: FrameStats, pacer: FramePacer, frame_policy: Callable[[], str]) -> None:
+        self._process = process
+        self._report = report
+        self._stats = stats
+        self._pacer = pacer
+        self._frame_policy = frame_policy
+        self._cv = threading.Condition()
+        self._pending: Frame | None = None
+        self._jobs: deque[tuple[Callable[[], object], Future]] = deque()
+        self._busy = False
+        self._stop = False
+        self._thread: threading.Thread | None = threading.Thread(target=self._loop, name="moadepth-inference",
+                                                                 daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- called from other threads
+    def submit(self, frame: Frame) -> None:
+        """Make ``frame`` the pending one; a frame it replaces is counted as dropped."""
+        with self._cv:
+            if self._pending is not None:
+                self._stats.count("dropped")
+            self._pending = frame
+            self._cv.notify_all()  # the worker may share the condition with wait_idle() callers
+
+    def clear_pending(self) -> None:
+        with self._cv:
+            self._pending = None
+
+    def run(self, fn: Callable[[], object]) -> object:
+        """Run ``fn`` on the inference thread and return its result (or raise its exception)."""
+        fut: Future = Future()
+        with self._cv:
+            if self._stop or self._thread is None:
+                raise RuntimeError("the inference thread has stopped")
+            self._jobs.append((fn, fut))
+            self._cv.notify_all()
+        return fut.result()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no frame is pending or running and no job is queued."""
+        end = time.monotonic() + timeout
+        with self._cv:
+            while self._pending is not None or self._jobs or self._busy:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the thread after its current frame or job; queued jobs fail instead of hanging their callers."""
+        with self._cv:
+            self._stop = True
+            self._pending = None
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+            self._thread = None
+        while self._jobs:
+            _, fut = self._jobs.popleft()
+            fut.set_exception(RuntimeError("the inference thread has stopped"))
+
+    # ----------------------------------------------------------------- the thread
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._jobs and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                if self._jobs:
+                    fn, fut = self._jobs.popleft()
+                    frame = None
+                else:
+                    frame, self._pending = self._pending, None
+                self._busy = True
+                if frame is not None:
+                    frame = self._fresher_frame(frame)
+            try:
+                if frame is None:
+                    self._run_job(fn, fut)
+                else:
+                    self._run_frame(frame)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    @staticmethod
+    def _run_job(fn: Callable[[], object], fut: Future) -> None:
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who decides
+            fut.set_exception(exc)
+
+    def _run_frame(self, frame: Frame) -> None:
+        try:
+            self._process(frame)
+        except MoadepthError as exc:
+            self._report("frame", f"frame at {frame.image_stamp_ns / 1e9:.3f} s not processed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
+            self._report("internal", f"inference failed on frame at {frame.image_stamp_ns / 1e9:.3f} s: "
+                                     f"{type(exc).__name__}: {exc}")
+
+    def _fresher_frame(self, frame: Frame) -> Frame:
+        """``frame``, or the next one if it comes within the pacer's budget (called holding ``_cv``)."""
+        budget = self._pacer.wait_for_next(time.monotonic() - frame.received, self._frame_policy())
+        if budget <= 0:
+            return frame
+        end = time.monotonic() + budget
+        while self._pending is None and not self._jobs and not self._stop:
+            left = end - time.monotonic()
+            if left <= 0:
+                return frame
+            self._cv.wait(left)
+        if self._pending is None:
+            return frame
+        self._stats.count("dropped")
+        self._stats.count("waited")
+        newer, self._pending = self._pending, None
+        return newer
