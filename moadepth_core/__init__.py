@@ -35,7 +35,23 @@ _PUBLIC = {
     "TrainConfig": "moadepth_core.config",
     "MoadepthError": "moadepth_core.errors",
 }
-__all__ = ["__version__", *_PUBLIC]
+__all__ = [
+    "__version__",
+    "build_model",
+    "MoADepthCLIP",
+    "load_checkpoint",
+    "save_checkpoint",
+    "DepthEstimator",
+    "load_estimator",
+    "DepthResult",
+    "open_source",
+    "RGBDFrame",
+    "Trainer",
+    "compute_metrics",
+    "ModelConfig",
+    "TrainConfig",
+    "MoadepthError",
+]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
     from moadepth_core.config import ModelConfig, TrainConfig

@@ -81,3 +81,15 @@ def test_the_torch_runtime_is_where_torch_is_imported():
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode != 0 and "blocked by the test" in proc.stderr + proc.stdout
+
+
+def test_the_package_root_gives_the_public_api():
+    import moadepth_core
+    from moadepth_core.model.network import build_model
+    from moadepth_core.runtime.loader import load_estimator
+
+    assert set(moadepth_core.__all__) == {"__version__", *moadepth_core._PUBLIC}
+    for name in moadepth_core._PUBLIC:
+        assert getattr(moadepth_core, name).__name__ == name
+    assert moadepth_core.build_model is build_model and moadepth_core.load_estimator is load_estimator
+    assert "Trainer" in dir(moadepth_core)
