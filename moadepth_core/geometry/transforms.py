@@ -61,3 +61,22 @@ def compose_transforms(*transforms: np.ndarray) -> np.ndarray:
     for T in transforms:
         out = out @ np.asarray(T, dtype=np.float64)
     return out
+
+
+def interpolate_transform(T_a: np.ndarray, T_b: np.ndarray, alpha: float) -> np.ndarray:
+    """The rigid transform ``alpha`` of the way from ``T_a`` (0) to ``T_b`` (1), as tf2 interpolates.
+
+    Translation is linear and rotation is spherical-linear (slerp, the shorter arc), which keeps the
+    result a rigid transform; ``alpha`` outside [0, 1] is refused rather than extrapolated.
+    """
+    from scipy.spatial.transform import Rotation, Slerp
+
+    alpha = float(alpha)
+    if not (0.0 <= alpha <= 1.0):
+        raise DataError(f"interpolation fraction {alpha} must lie in [0, 1]; transforms are never extrapolated")
+    T_a, T_b = np.asarray(T_a, dtype=np.float64), np.asarray(T_b, dtype=np.float64)
+    out = np.eye(4)
+    out[:3, 3] = (1.0 - alpha) * T_a[:3, 3] + alpha * T_b[:3, 3]
+    slerp = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([T_a[:3, :3], T_b[:3, :3]])))
+    out[:3, :3] = slerp([alpha]).as_matrix()[0]
+    return out
