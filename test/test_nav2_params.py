@@ -22,10 +22,10 @@ def test_shipped_config_is_read_as_a_voxel_layer():
     assert (p.min_obstacle_height, p.max_obstacle_height) == (0.10, 1.80)
     assert (p.obstacle_min_range, p.obstacle_max_range, p.raytrace_min_range, p.raytrace_max_range) == \
         (0.20, 4.0, 0.20, 5.0)
-    assert (p.origin_z, p.z_resolution, p.z_voxels, p.mark_threshold) == (0.0, 0.05, 16, 2)
+    assert (p.origin_z, p.z_resolution, p.z_voxels, p.mark_threshold) == (0.0, 0.12, 16, 1)
     assert p.clearing and p.marking and p.notes == ()
-    # 16 voxels of 5 cm reach 0.8 m: Nav2 drops points above the voxel grid, so the band is capped there
-    assert p.height_band == pytest.approx((0.10, 0.80))
+    # 16 voxels of 12 cm reach 1.92 m, above max_obstacle_height: the whole band 0.10-1.80 m marks
+    assert p.height_band == pytest.approx((0.10, 1.80))
 
 
 def test_global_costmap_obstacle_layer_with_nav2_defaults(tmp_path):
