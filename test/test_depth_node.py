@@ -59,7 +59,9 @@ def running(ros):
         client = Client()
         spin = Spinner(node, client)
         made.append((node, client, spin))
-        assert wait_for(lambda: node.depth_pub.get_subscription_count() >= 1
+        # sensor_qos auto: the node decides (reliable, like the client) once it sees the client
+        assert wait_for(lambda: _decided(node)
+                        and node.depth_pub.get_subscription_count() >= 1
                         and client.image_pub.get_subscription_count() >= 1
                         and node.points_pub.get_subscription_count() >= 1
                         and client.info_pub.get_subscription_count() >= 1, 10.0)
@@ -70,6 +72,12 @@ def running(ros):
         spin.close()
         node.destroy_node()
         client.destroy_node()
+
+
+def _decided(node) -> bool:
+    """sensor_qos auto has chosen the input reliability (it re-subscribes once after the first publisher)
+    and the image subscription it kept sees a publisher."""
+    return node.input_qos is not None and node.input_qos.decided and node._subs[0].get_publisher_count() >= 1
 
 
 def _send(client, rgb, stamp, K=None, info_hw=None, frame_id="cam_optical"):
@@ -248,7 +256,7 @@ def test_skips_inference_without_subscribers_unless_forced(ros):
     pub = feeder.create_publisher(Image, "image", QoSProfile(depth=10))
     spin = Spinner(node, feeder)
     try:
-        assert wait_for(lambda: pub.get_subscription_count() >= 1, 10.0)
+        assert wait_for(lambda: _decided(node) and pub.get_subscription_count() >= 1, 10.0)
         pub.publish(image_msg(rgb_frame(H, W), 10**9))
         assert wait_for(lambda: node.stats.skipped >= 1, 10.0)
         assert node.stats.frames_out == 0
@@ -312,7 +320,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros):
         node.trigger_configure()
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
         assert node._estimator is not None
-        assert wait_for(lambda: client.image_pub.get_subscription_count() >= 1
+        assert wait_for(lambda: _decided(node) and client.image_pub.get_subscription_count() >= 1
                         and node.depth_pub.get_subscription_count() >= 1, 10.0)
         _send(client, rgb_frame(H, W), 10**9, camera_K(H, W))
         assert node.wait_idle(5.0)
@@ -340,9 +348,12 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros):
         client.destroy_node()
 
 
-def test_640x480_rgb8_is_delivered_with_the_default_reliable_qos(running):
+def test_640x480_rgb8_from_a_reliable_camera_is_delivered_with_the_default_qos(running):
+    from rclpy.qos import ReliabilityPolicy
+
     node, client = running(publish_points=False)
-    assert node.get_parameter("sensor_qos").value == "reliable"
+    assert node.get_parameter("sensor_qos").value == "auto"
+    assert node.input_qos.reliability == ReliabilityPolicy.RELIABLE  # auto follows the reliable client
     K = camera_K(480, 640)
     stamps = [10**9 * (i + 1) for i in range(3)]
     for s in stamps:
@@ -381,7 +392,7 @@ def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monk
     client = Client()
     spin = Spinner(node, client)
     try:
-        assert wait_for(lambda: client.image_pub.get_subscription_count() >= 1
+        assert wait_for(lambda: _decided(node) and client.image_pub.get_subscription_count() >= 1
                         and node.points_pub.get_subscription_count() >= 1, 10.0)
         _send(client, rgb_frame(H, W), 5 * 10**9, camera_K(H, W))
         assert wait_for(lambda: client.got("points"), 30.0)

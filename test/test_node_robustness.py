@@ -81,7 +81,8 @@ def node_and_client():
         Parameter("min_depth", value=0.0), Parameter("max_depth", value=1000.0)])
     client = Client()
     spin = Spinner(node, client)
-    assert wait_for(lambda: client.image_pub.get_subscription_count() >= 1
+    assert wait_for(lambda: node.input_qos is not None and node.input_qos.decided
+                    and client.image_pub.get_subscription_count() >= 1
                     and node.points_pub.get_subscription_count() >= 1
                     and client.info_pub.get_subscription_count() >= 1, 10.0)
     yield node, client

@@ -133,9 +133,11 @@ class ProblemLog:
 
 
 def node_status(name: str, stats: FrameStats, estimator: Any, cfg: dict[str, Any], active: bool,
-                problems: Counter[str]) -> DiagnosticStatus:
+                problems: Counter[str], warnings: list[str] | tuple[str, ...] = (),
+                extra: dict[str, str] | None = None) -> DiagnosticStatus:
     """The node's DiagnosticStatus: ERROR for an untrained network (it must never feed a costmap
-    unnoticed), else OK with "running" or "inactive"; the model's settings and problem counts as values."""
+    unnoticed), else WARN with the current ``warnings`` (an input or output that cannot connect), else
+    OK with "running" or "inactive"; the model's settings, ``extra`` and problem counts as values."""
     est = estimator
     info = {
         "device": str(est.device) if est else cfg["device"],
@@ -145,9 +147,12 @@ def node_status(name: str, stats: FrameStats, estimator: Any, cfg: dict[str, Any
         "model_loaded": str(est is not None),
         "active": str(active),
         "problems": ", ".join(f"{k}={v}" for k, v in sorted(problems.items())) or "none",
+        **(extra or {}),
     }
     if est is not None and est.untrained:
         level, message = DiagnosticStatus.ERROR, "UNTRAINED network: depth is meaningless, do not use it"
+    elif warnings:
+        level, message = DiagnosticStatus.WARN, " | ".join(warnings)
     elif est is None or not active:
         level, message = DiagnosticStatus.OK, "inactive"
     else:

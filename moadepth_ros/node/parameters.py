@@ -70,9 +70,11 @@ PARAMS: tuple[Param, ...] = (
           choices=("input", "model")),
     Param("focal_scaling", True, "rescale metric depth by this camera's focal length against the training "
           "camera's (stored in the checkpoint)"),
-    Param("sensor_qos", "reliable", "reliability of the image/camera_info subscriptions; best_effort loses "
-          "frames over ~512 KiB unless the camera also uses the shipped Fast DDS profile (see docs/ROS.md)",
-          choices=("reliable", "best_effort")),
+    Param("sensor_qos", "auto", "reliability of the image/camera_info subscriptions; auto: follow the "
+          "camera's publishers (best effort if any is, reliable if all are; re-matched when a best-effort one "
+          "appears later); reliable or best_effort force it. Best effort loses frames over ~512 KiB unless the "
+          "camera also uses the shipped Fast DDS profile (see docs/ROS.md)",
+          choices=("auto", "reliable", "best_effort")),
     Param("max_uncertainty", 0.5, "points whose relative uncertainty (std/depth) exceeds this become NaN",
           dynamic=True, low=0.0, high=1000.0),
     Param("frame_policy", "fresh", "when the busy worker frees up: 'fresh' waits for the next frame if it is "
