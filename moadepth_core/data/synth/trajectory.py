@@ -2,7 +2,8 @@
 
 The camera frames follow REP 103/105: ``base_link`` (the robot, on the floor) -> ``camera_link``
 (x forward, y left, z up) -> the optical frame (x right, y down, z forward). Poses are 4x4
-world <- optical frame.
+world <- optical frame. The bag's frame tree is built here too: :func:`mount_transforms` gives
+/tf_static, and a per-frame /tf (world -> base_link along :func:`trajectory`) belongs beside it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from moadepth_core.data.synth.scene import Scene
 # Fixed start time for stamps so that bags are deterministic (2023-11-14T22:13:20Z).
 START_NS = 1_700_000_000 * 1_000_000_000
 
+BASE_FRAME = "base_link"
+LINK_FRAME = "camera_link"
 COLOR_FRAME = "camera_color_optical_frame"
 # camera_link (x forward, y left, z up) -> optical frame (x right, y down, z forward).
 R_LINK_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
+# Axis rotations and matrix -> quaternion; geometry.transforms has the other direction
+# (quaternion_to_matrix), which the tests use to check these round-trip.
 def rot_z(a: float) -> np.ndarray:
     c, s = math.cos(a), math.sin(a)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
@@ -76,8 +81,8 @@ def mount_transforms(cfg: SynthConfig) -> list[tuple[str, str, list[float], list
     out = []
     if not cfg.free_poses:
         q = quat_from_matrix(rot_y(-math.radians(cfg.camera_pitch_deg)))
-        out.append(("base_link", "camera_link", [0.0, 0.0, float(cfg.camera_height)], q.tolist()))
-    out.append(("camera_link", COLOR_FRAME, [0.0, 0.0, 0.0], quat_from_matrix(R_LINK_OPTICAL).tolist()))
+        out.append((BASE_FRAME, LINK_FRAME, [0.0, 0.0, float(cfg.camera_height)], q.tolist()))
+    out.append((LINK_FRAME, COLOR_FRAME, [0.0, 0.0, 0.0], quat_from_matrix(R_LINK_OPTICAL).tolist()))
     return out
 
 
