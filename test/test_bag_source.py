@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from moadepth_core.data import open_source
-from moadepth_core.data.rosbag.source import BagSource, header_from_cdr
+from moadepth_core.data.rosbag.messages import header_from_cdr
+from moadepth_core.data.rosbag.source import BagSource
 from moadepth_core.data.rosbag.tf_tree import StaticTfTree
 from moadepth_core.data.rosbag.writer import RGBDBagWriter
 from moadepth_core.errors import DataError

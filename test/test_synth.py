@@ -10,10 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
+from moadepth_core.cli import synth as synth_cli
 from moadepth_core.data import synth
 from moadepth_core.data.rosbag.writer import RGBDBagWriter
 from moadepth_core.data.synth import Box, Cylinder, Scene, SynthConfig, camera_pose, make_scene, render
+from moadepth_core.data.synth.trajectory import rot_z
 from moadepth_core.errors import DataError
+from moadepth_core.geometry.transforms import quaternion_to_matrix
 
 W, H = 160, 120
 # cx, cy on integer pixels so the centre pixel's ray is exactly the optical axis
@@ -29,15 +32,6 @@ def small_cfg(**kw) -> SynthConfig:
 def empty_room(size=(6.0, 5.0, 3.0)) -> Scene:
     """A bare room reusing real materials: only the walls, floor and ceiling can be hit."""
     return Scene(size=size, materials=make_scene(0).materials[:6], light=(3.0, 2.5, 2.7))
-
-
-def quat_to_matrix(q) -> np.ndarray:
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
 
 
 # --- geometry and exact depth ------------------------------------------------------------------------
@@ -202,9 +196,9 @@ def test_folder_output_complete_and_consistent(tmp_path):
     assert len(lines) == 3
     for i, line in enumerate(lines):
         vals = [float(v) for v in line.split()]
-        assert vals[0] == pytest.approx(synth.stamp_ns(i, cfg.fps) / 1e9, abs=1e-9)
+        assert vals[0] == pytest.approx(synth.frame_stamp_ns(i, cfg.fps) / 1e9, abs=1e-9)
         np.testing.assert_allclose(vals[1:4], poses[i][:3, 3], atol=1e-8)
-        np.testing.assert_allclose(quat_to_matrix(vals[4:]), poses[i][:3, :3], atol=1e-8)
+        np.testing.assert_allclose(quaternion_to_matrix(vals[4:]), poses[i][:3, :3], atol=1e-8)
         rgb, depth = render(scene, poses[i], cfg.K(), W, H)
         png = cv2.imread(str(out / "rgb" / f"{i:06d}.png"), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(png[:, :, ::-1], rgb)  # saved as RGB (cv2 writes BGR)
@@ -220,14 +214,14 @@ def test_generate_refuses_non_empty_output(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    rc = synth.main(["--out", str(tmp_path / "c"), "--frames", "2", "--width", "64", "--height", "48",
+    rc = synth_cli.main(["--out", str(tmp_path / "c"), "--frames", "2", "--width", "64", "--height", "48",
                      "--fx", "50", "--fy", "50", "--seed", "2", "--free-poses", "--quiet"])
     assert rc == 0
     assert "frames/s" in capsys.readouterr().out
     assert len(list((tmp_path / "c" / "rgb").iterdir())) == 2
-    assert synth.main(["--out", str(tmp_path / "c"), "--frames", "1"]) == 2
+    assert synth_cli.main(["--out", str(tmp_path / "c"), "--frames", "1"]) == 2
     assert "error" in capsys.readouterr().err
-    assert synth.main(["--out", str(tmp_path / "d"), "--frames", "0"]) == 2
+    assert synth_cli.main(["--out", str(tmp_path / "d"), "--frames", "0"]) == 2
 
 
 # --- rosbag2 ---------------------------------------------------------------------------------------------
@@ -262,7 +256,7 @@ def test_bag_round_trip(tmp_path):
                   "/camera/depth/camera_info"):
         assert len(bag[topic]) == 3
         for i, (ts, msg) in enumerate(bag[topic]):
-            stamp = synth.stamp_ns(i, cfg.fps)
+            stamp = synth.frame_stamp_ns(i, cfg.fps)
             assert ts == stamp
             assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == stamp
             assert msg.header.frame_id == "camera_color_optical_frame"
@@ -281,7 +275,7 @@ def test_bag_round_trip(tmp_path):
             np.testing.assert_array_equal(np.asarray(info.p).reshape(3, 4)[:, :3], cfg.K())
             assert info.distortion_model == "plumb_bob" and list(info.d) == [0.0] * 5
     (ts, tf), = bag["/tf_static"]
-    assert ts == synth.stamp_ns(0, cfg.fps)
+    assert ts == synth.frame_stamp_ns(0, cfg.fps)
     by_child = {t.child_frame_id: t for t in tf.transforms}
     mount = by_child["camera_link"]
     assert mount.header.frame_id == "base_link"
@@ -292,10 +286,10 @@ def test_bag_round_trip(tmp_path):
     np.testing.assert_allclose([q.x, q.y, q.z, q.w], [-0.5, 0.5, -0.5, 0.5], atol=1e-12)
     # chaining the static transforms reproduces the camera pose relative to the robot base
     qm = mount.transform.rotation
-    R_base_opt = quat_to_matrix([qm.x, qm.y, qm.z, qm.w]) @ quat_to_matrix([q.x, q.y, q.z, q.w])
+    R_base_opt = quaternion_to_matrix([qm.x, qm.y, qm.z, qm.w]) @ quaternion_to_matrix([q.x, q.y, q.z, q.w])
     T0 = poses[0]
     yaw = math.atan2(T0[1, 2], T0[0, 2])
-    np.testing.assert_allclose(synth.rot_z(yaw) @ R_base_opt, T0[:3, :3], atol=1e-9)
+    np.testing.assert_allclose(rot_z(yaw) @ R_base_opt, T0[:3, :3], atol=1e-9)
     (prof,) = bag["__qos__"]["/tf_static"]
     assert prof.durability.name == "TRANSIENT_LOCAL" and prof.depth == 1
 

@@ -28,7 +28,7 @@ from moadepth_core.evaluation.evaluate import evaluate_source
 from moadepth_core.model.checkpoint import read_checkpoint
 from moadepth_core.model.network import build_model
 from moadepth_core.runtime.torch.estimator import DepthEstimator
-from moadepth_core.training.trainer import seed_everything
+from moadepth_core.training.rng_state import seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH_YAML = str(REPO / "config" / "train_synth.yaml")

@@ -190,8 +190,8 @@ def _debug_dump(trainer) -> None:
             h.update(name.encode())
             h.update(p.detach().cpu().contiguous().numpy().tobytes())
     Path(where).mkdir(parents=True, exist_ok=True)
-    Path(where, f"rank{trainer.ctx.rank}.json").write_text(json.dumps(
-        {"rank": trainer.ctx.rank, "world_size": trainer.ctx.world_size, "params_sha256": h.hexdigest(),
+    Path(where, f"rank{trainer.dist.rank}.json").write_text(json.dumps(
+        {"rank": trainer.dist.rank, "world_size": trainer.dist.world_size, "params_sha256": h.hexdigest(),
          "step": trainer.step, "checkpoints_written": trainer.saves}))
 
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
+import torch.distributed as torch_dist
 
 from moadepth_core.errors import DeviceError
 from moadepth_core.runtime.torch.estimator import resolve_device
@@ -57,45 +57,45 @@ def init_distributed(device: str = "auto") -> DistContext:
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world,
-                                timeout=datetime.timedelta(minutes=60))
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend=backend, rank=rank, world_size=world,
+                                      timeout=datetime.timedelta(minutes=60))
     return DistContext(rank, world, local_rank, dev)
 
 
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed and dist.is_initialized():
-        if ctx.device.type == "cuda":
-            dist.barrier(device_ids=[ctx.device.index])
+def barrier(dist: DistContext) -> None:
+    if dist.distributed and torch_dist.is_initialized():
+        if dist.device.type == "cuda":
+            torch_dist.barrier(device_ids=[dist.device.index])
         else:
-            dist.barrier()
+            torch_dist.barrier()
 
 
-def all_reduce_mean(value: float, ctx: DistContext) -> float:
+def all_reduce_mean(value: float, dist: DistContext) -> float:
     """Mean of a scalar over ranks (loss logging); identity for one process."""
-    if not ctx.distributed:
+    if not dist.distributed:
         return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64, device=ctx.device)
-    dist.all_reduce(t)
-    return float(t.item()) / ctx.world_size
+    t = torch.tensor([float(value)], dtype=torch.float64, device=dist.device)
+    torch_dist.all_reduce(t)
+    return float(t.item()) / dist.world_size
 
 
-def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
+def broadcast_flag(flag: bool, dist: DistContext) -> bool:
     """Rank 0's decision (e.g. "the loss is NaN, stop") for every rank, so no rank hangs in a collective."""
-    if not ctx.distributed:
+    if not dist.distributed:
         return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=dist.device)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
     return bool(t.item())
 
 
-def wrap_model(model: torch.nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> torch.nn.Module:
+def wrap_model(model: torch.nn.Module, dist: DistContext, find_unused_parameters: bool = False) -> torch.nn.Module:
     """DDP-wrap for a multi-process job (parameters are broadcast from rank 0 here)."""
-    if not ctx.distributed:
+    if not dist.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None,
                                    find_unused_parameters=find_unused_parameters)
 
@@ -104,6 +104,6 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
 
 
-def cleanup(ctx: DistContext) -> None:
-    if ctx.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup(dist: DistContext) -> None:
+    if dist.distributed and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

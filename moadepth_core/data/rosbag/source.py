@@ -25,9 +25,7 @@ What it does, in order:
 
 from __future__ import annotations
 
-import bisect
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,44 +33,20 @@ import numpy as np
 
 from moadepth_core import geometry
 from moadepth_core.data.frames import RGBDFrame, RGBDSource
+from moadepth_core.data.rosbag.messages import (
+    CAMERA_INFO_TYPE,
+    IMAGE_TYPE,
+    TF_TYPES,
+    camera_topic_sibling,
+    header_from_cdr,
+)
+from moadepth_core.data.rosbag.pairing import IndexedMsg, nearest, pair_by_stamp
 from moadepth_core.data.rosbag.tf_tree import StaticTfTree
 from moadepth_core.errors import DataError, MoadepthError
 from moadepth_core.geometry import image_buffers as imaging
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-TF_TYPES = ("tf2_msgs/msg/TFMessage",)
 DEFAULT_MAX_TIME_DIFF = 0.02  # seconds: under half a frame at 30 fps
 _SAME_K_ATOL_PX = 0.25  # intrinsics closer than this (after scaling) are "the same camera"
-
-
-def header_from_cdr(raw: bytes | memoryview) -> tuple[int, str]:
-    """(stamp in ns, frame_id) of any message that starts with std_msgs/Header, from its CDR bytes.
-
-    Reads 4 + 8 + 4 + len bytes instead of deserialising a 1 MB image just to learn its stamp.
-    """
-    raw = memoryview(raw)
-    if len(raw) < 16:
-        raise DataError(f"message of {len(raw)} bytes is too short to hold a header")
-    endian = "<" if raw[1] & 1 else ">"
-    sec, nsec, n = struct.unpack_from(endian + "iII", raw, 4)
-    if n > len(raw) - 16:
-        raise DataError("message header has a frame_id longer than the message")
-    frame = bytes(raw[16:16 + n]).split(b"\0", 1)[0].decode("utf-8", errors="replace")
-    return sec * 1_000_000_000 + nsec, frame
-
-
-def camera_topic_sibling(image_topic: str, leaf: str = "camera_info") -> str:
-    """``/camera/color/image_raw`` -> ``/camera/color/camera_info`` (the image_transport convention)."""
-    head, _, _ = image_topic.rpartition("/")
-    return f"{head}/{leaf}"
-
-
-@dataclass
-class _Msg:
-    stamp_ns: int
-    log_ns: int
-    frame_id: str
 
 
 @dataclass
@@ -249,13 +223,13 @@ class BagSource(RGBDSource):
         tf_topics = {t for t, m in topics.items() if t == tf_topic and m in TF_TYPES}
         conns = [c for c in reader.connections if c.topic in image_topics | info_topics | tf_topics]
         self._conns = {t: [c for c in reader.connections if c.topic == t] for t in image_topics}
-        msgs: dict[str, list[_Msg]] = {t: [] for t in image_topics}
+        msgs: dict[str, list[IndexedMsg]] = {t: [] for t in image_topics}
         infos: dict[str, list[_Info]] = {t: [] for t in info_topics}
         self.tf = StaticTfTree()
         for conn, log_ns, raw in reader.messages(connections=conns):
             if conn.topic in image_topics:
                 stamp, frame = header_from_cdr(raw)
-                msgs[conn.topic].append(_Msg(stamp, log_ns, frame))
+                msgs[conn.topic].append(IndexedMsg(stamp, log_ns, frame))
             elif conn.topic in info_topics:
                 m = reader.deserialize(raw, conn.msgtype)
                 K = np.asarray(m.k, dtype=np.float64).reshape(3, 3)
@@ -275,26 +249,13 @@ class BagSource(RGBDSource):
             raise DataError(f"bag {self.path}: camera_info topic {self.camera_info_topic} has no calibrated "
                             "message (all-zero K)")
         images, depths = msgs[self.image_topic], msgs[self.depth_topic]
-        dstamps = [d.stamp_ns for d in depths]
-        # One depth per image: when two images want the same depth, the closer one gets it.
-        cands = []
-        for i, im in enumerate(images):
-            j = _nearest(dstamps, im.stamp_ns)
-            if j is not None and abs(dstamps[j] - im.stamp_ns) <= self.max_time_diff_ns:
-                cands.append((abs(dstamps[j] - im.stamp_ns), i, j))
-        taken: dict[int, int] = {}
-        for _, i, j in sorted(cands):
-            if j not in taken:
-                taken[j] = i
-        used = set(taken)
-        self._pairs: list[tuple[_Msg, _Msg]] = sorted(((images[i], depths[j]) for j, i in taken.items()),
-                                                      key=lambda p: p[0].stamp_ns)
+        self._pairs, unpaired_depths = pair_by_stamp(images, depths, self.max_time_diff_ns)
         self.stats = {
             "images": len(images),
             "depths": len(depths),
             "paired": len(self._pairs),
             "unpaired_images": len(images) - len(self._pairs),
-            "unpaired_depths": len(depths) - len(used),
+            "unpaired_depths": unpaired_depths,
         }
 
     @staticmethod
@@ -310,7 +271,7 @@ class BagSource(RGBDSource):
         """Header stamp of frame ``index``'s image."""
         return self._pairs[index][0].stamp_ns
 
-    def _read(self, topic: str, msg: _Msg):
+    def _read(self, topic: str, msg: IndexedMsg):
         try:
             reader = self._reader()
             for conn, _, raw in reader.messages(connections=self._conns[topic], start=msg.log_ns,
@@ -328,7 +289,7 @@ class BagSource(RGBDSource):
         if not topic or not self._infos.get(topic):
             return None
         lst = self._infos[topic]
-        j = _nearest([x.stamp_ns for x in lst], stamp_ns)
+        j = nearest([x.stamp_ns for x in lst], stamp_ns)
         return lst[j]
 
     def _decode(self, m, what: str) -> np.ndarray:
@@ -356,7 +317,7 @@ class BagSource(RGBDSource):
         return RGBDFrame(rgb=rgb, depth=depth, K=K, name=f"{index:06d}", stamp_ns=im_ref.stamp_ns)
 
     def _to_image_camera(self, depth: np.ndarray, img_frame: str, K: np.ndarray, hw: tuple[int, int],
-                         d_ref: _Msg) -> np.ndarray:
+                         d_ref: IndexedMsg) -> np.ndarray:
         dinfo = self._info(self.depth_camera_info_topic, d_ref.stamp_ns)
         d_frame = d_ref.frame_id or (dinfo.frame_id if dinfo else "")
         dhw = depth.shape[:2]
@@ -401,7 +362,7 @@ class BagSource(RGBDSource):
         """
         im_ref = self._pairs[index][0]
         lst = self._msgs[topic]
-        j = _nearest([m.stamp_ns for m in lst], im_ref.stamp_ns)
+        j = nearest([m.stamp_ns for m in lst], im_ref.stamp_ns)
         if j is None or abs(lst[j].stamp_ns - im_ref.stamp_ns) > self.max_time_diff_ns:
             return None
         m = self._read(topic, lst[j])
@@ -415,14 +376,3 @@ class BagSource(RGBDSource):
         return (f"rosbag2 {self.path}: {len(self)} frames ({self.image_topic} + {self.depth_topic}; "
                 f"{s['paired']} paired, {s['unpaired_images']} images and {s['unpaired_depths']} depths unpaired)")
 
-
-def _nearest(sorted_vals: list[int], x: int) -> int | None:
-    """Index of the value closest to ``x`` in a sorted list (None if empty)."""
-    if not sorted_vals:
-        return None
-    j = bisect.bisect_left(sorted_vals, x)
-    if j == 0:
-        return 0
-    if j == len(sorted_vals):
-        return j - 1
-    return j if sorted_vals[j] - x < x - sorted_vals[j - 1] else j - 1
