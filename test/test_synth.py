@@ -248,6 +248,7 @@ def test_bag_round_trip(tmp_path):
         "/camera/color/camera_info": "sensor_msgs/msg/CameraInfo",
         "/camera/depth/image_raw": "sensor_msgs/msg/Image",
         "/camera/depth/camera_info": "sensor_msgs/msg/CameraInfo",
+        "/tf": "tf2_msgs/msg/TFMessage",
         "/tf_static": "tf2_msgs/msg/TFMessage",
     }
     scene = make_scene(cfg.seed)
@@ -292,6 +293,35 @@ def test_bag_round_trip(tmp_path):
     np.testing.assert_allclose(rot_z(yaw) @ R_base_opt, T0[:3, :3], atol=1e-9)
     (prof,) = bag["__qos__"]["/tf_static"]
     assert prof.durability.name == "TRANSIENT_LOCAL" and prof.depth == 1
+
+
+@pytest.mark.parametrize("free", [False, True])
+def test_bag_tf_gives_the_rendered_camera_pose_at_each_image_stamp(tmp_path, free):
+    """/tf (odom -> base_link, or -> camera_link without a robot) chained with /tf_static is the rendered pose."""
+    from moadepth_core.data.rosbag.tf_buffer import read_bag_tf
+
+    cfg = small_cfg(frames=4, free_poses=free)
+    synth.generate(cfg, tmp_path / "ds", bag=True, progress=False)
+    bag = read_bag(tmp_path / "ds" / "bag")
+    moving = "camera_link" if free else "base_link"
+    assert len(bag["/tf"]) == 4 and bag["__qos__"]["/tf"] == []  # a plain topic, not latched
+    for i, (ts, msg) in enumerate(bag["/tf"]):
+        (t,) = msg.transforms
+        assert ts == synth.frame_stamp_ns(i, cfg.fps)
+        assert t.header.stamp.sec * 10**9 + t.header.stamp.nanosec == ts
+        assert (t.header.frame_id, t.child_frame_id) == ("odom", moving)
+        if not free:  # a robot on the floor: no height, roll or pitch in odom -> base_link
+            assert abs(t.transform.translation.z) < 1e-12
+            assert abs(t.transform.rotation.x) < 1e-12 and abs(t.transform.rotation.y) < 1e-12
+    tf = read_bag_tf(tmp_path / "ds" / "bag")
+    poses = synth.trajectory(make_scene(cfg.seed), cfg)
+    for i, (_, img) in enumerate(bag["/camera/color/image_raw"]):
+        stamp = img.header.stamp.sec * 10**9 + img.header.stamp.nanosec
+        np.testing.assert_allclose(tf.lookup("odom", img.header.frame_id, stamp), poses[i], atol=1e-9)
+    # between two frames the pose interpolates (the robot moves continuously)
+    mid = (synth.frame_stamp_ns(1, cfg.fps) + synth.frame_stamp_ns(2, cfg.fps)) // 2
+    T = tf.lookup("odom", "camera_color_optical_frame", mid)
+    np.testing.assert_allclose(T[:3, 3], (poses[1][:3, 3] + poses[2][:3, 3]) / 2, atol=1e-9)
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])

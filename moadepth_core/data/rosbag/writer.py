@@ -214,6 +214,18 @@ class RGBDBagWriter:
         topic: str = "/tf_static",
     ) -> None:
         """Write one TFMessage of (parent, child, translation xyz, quaternion xyzw) on a latched topic."""
+        self._write_tf(stamp_ns, transforms, topic, latched=True)
+
+    def write_tf(
+        self,
+        stamp_ns: int,
+        transforms: Sequence[tuple[str, str, Sequence[float], Sequence[float]]],
+        topic: str = "/tf",
+    ) -> None:
+        """Write one TFMessage of moving transforms (what a tf2 broadcaster sends), each stamped ``stamp_ns``."""
+        self._write_tf(stamp_ns, transforms, topic, latched=False)
+
+    def _write_tf(self, stamp_ns: int, transforms, topic: str, latched: bool) -> None:
         t = self.typestore.types
         stamped = []
         for parent, child, xyz, q in transforms:
@@ -234,5 +246,5 @@ class RGBDBagWriter:
                 )
             )
         if topic not in self._connections:
-            self.add_topic(topic, TF_TYPE, latched=True)
+            self.add_topic(topic, TF_TYPE, latched=latched)
         self.write_message(topic, TF_TYPE, stamp_ns, t[TF_TYPE](transforms=stamped))

@@ -3,7 +3,12 @@
 The camera frames follow REP 103/105: ``base_link`` (the robot, on the floor) -> ``camera_link``
 (x forward, y left, z up) -> the optical frame (x right, y down, z forward). Poses are 4x4
 world <- optical frame. The bag's frame tree is built here too: :func:`mount_transforms` gives
-/tf_static, and a per-frame /tf (world -> base_link along :func:`trajectory`) belongs beside it.
+/tf_static and :func:`motion_transform` the per-frame /tf beside it.
+
+The world (the room: origin at a corner, z up) is ``odom``: one seed renders one room and one
+continuous loop through it, so a bag is one trajectory and odom never jumps. With a robot mount
+the moving edge is ``odom -> base_link`` (on the floor, yawing); with ``free_poses`` there is no
+robot, and the moving edge is ``odom -> camera_link`` (the hand-held camera's full 6-DoF pose).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from moadepth_core.data.synth.scene import Scene
 # Fixed start time for stamps so that bags are deterministic (2023-11-14T22:13:20Z).
 START_NS = 1_700_000_000 * 1_000_000_000
 
+ODOM_FRAME = "odom"
 BASE_FRAME = "base_link"
 LINK_FRAME = "camera_link"
 COLOR_FRAME = "camera_color_optical_frame"
@@ -84,6 +90,25 @@ def mount_transforms(cfg: SynthConfig) -> list[tuple[str, str, list[float], list
         out.append((BASE_FRAME, LINK_FRAME, [0.0, 0.0, float(cfg.camera_height)], q.tolist()))
     out.append((LINK_FRAME, COLOR_FRAME, [0.0, 0.0, 0.0], quat_from_matrix(R_LINK_OPTICAL).tolist()))
     return out
+
+
+def moving_frame(cfg: SynthConfig) -> str:
+    """The child of the per-frame /tf edge: ``base_link`` on a robot mount, ``camera_link`` for free poses."""
+    return LINK_FRAME if cfg.free_poses else BASE_FRAME
+
+
+def motion_transform(pose: np.ndarray, cfg: SynthConfig) -> tuple[str, str, list[float], list[float]]:
+    """The /tf edge ``odom -> moving_frame(cfg)`` for one camera pose (world <- optical, 4x4).
+
+    Derived from the pose and the static mount (pose @ inverse(mount chain)) so that chaining
+    /tf and /tf_static gives back the rendered pose to rounding.
+    """
+    from moadepth_core.geometry import compose_transforms, invert_transform, transform_matrix
+
+    # mount_transforms is the chain from the moving frame down to the optical frame, in order
+    T_root_optical = compose_transforms(*(transform_matrix(xyz, q) for _, _, xyz, q in mount_transforms(cfg)))
+    T = compose_transforms(np.asarray(pose, dtype=np.float64), invert_transform(T_root_optical))
+    return ODOM_FRAME, moving_frame(cfg), T[:3, 3].tolist(), quat_from_matrix(T[:3, :3]).tolist()
 
 
 def trajectory(scene: Scene, cfg: SynthConfig) -> list[np.ndarray]:

@@ -17,6 +17,7 @@ from moadepth_core.data.synth.scene import Scene, make_scene
 from moadepth_core.data.synth.trajectory import (
     COLOR_FRAME,
     frame_stamp_ns,
+    motion_transform,
     mount_transforms,
     quat_from_matrix,
     trajectory,
@@ -61,7 +62,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, bag: bool = False, progress:
             stamp = frame_stamp_ns(i, cfg.fps)
             lines.append(_tum_pose_line(stamp, T))
             if writer is not None:
-                _write_bag_frame(writer, stamp, rgb, depth, K, cfg)
+                _write_bag_frame(writer, stamp, rgb, depth, K, cfg, T)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -95,7 +96,7 @@ def _tum_pose_line(stamp: int, T: np.ndarray) -> str:
 
 
 def _open_bag(path: Path, cfg: SynthConfig, storage: str):
-    """A bag with the four camera topics of a typical RGB-D driver and the static mount transforms."""
+    """A bag with the four camera topics of a typical RGB-D driver, /tf and the static mount transforms."""
     from moadepth_core.data.rosbag.writer import RGBDBagWriter
 
     writer = RGBDBagWriter(path, storage=storage).open()
@@ -103,13 +104,17 @@ def _open_bag(path: Path, cfg: SynthConfig, storage: str):
     writer.add_topic("/camera/color/camera_info", "sensor_msgs/msg/CameraInfo")
     writer.add_topic("/camera/depth/image_raw", "sensor_msgs/msg/Image")
     writer.add_topic("/camera/depth/camera_info", "sensor_msgs/msg/CameraInfo")
+    writer.add_topic("/tf", "tf2_msgs/msg/TFMessage")
     writer.write_tf_static(frame_stamp_ns(0, cfg.fps), mount_transforms(cfg))
     return writer
 
 
 def _write_bag_frame(writer, stamp: int, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
-                     cfg: SynthConfig) -> None:
-    """Colour and depth share the colour optical frame: the depth is already registered (REP 118 NaN = no return)."""
+                     cfg: SynthConfig, pose: np.ndarray) -> None:
+    """The robot's pose on /tf (written first, as a driver's images arrive after the pose they need), then
+    colour and depth, which share the colour optical frame: the depth is already registered
+    (REP 118 NaN = no return)."""
+    writer.write_tf(stamp, [motion_transform(pose, cfg)])
     writer.write_image("/camera/color/image_raw", stamp, COLOR_FRAME, rgb, "rgb8")
     writer.write_camera_info("/camera/color/camera_info", stamp, COLOR_FRAME, K, cfg.width, cfg.height)
     ros_depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
