@@ -14,7 +14,7 @@ under its namespace: ``--output-ns /`` (default) means ``/depth/image``, ``/dept
 ``--output-ns /moadepth``. Each name can also be set on its own (``--depth-out`` ...).
 
 ``--record OUT`` writes an MCAP bag with the played inputs, the bag's ground-truth depth (and
-its CameraInfo, ``/tf_static``) and every node output (raw CDR as received), which
+its CameraInfo, ``/tf_static`` and ``/tf``) and every node output (raw CDR as received), which
 ``bag_eval --prediction-topic /depth/image`` scores. The run is bounded in time and stops by itself.
 """
 
@@ -141,8 +141,9 @@ def _bag_plan(args) -> tuple[object, list, dict]:
             dinfo = args.depth_camera_info_topic or camera_topic_sibling(args.depth_topic)
             if dinfo in topics:
                 roles[dinfo] = "record"
-        if "/tf_static" in topics:
-            roles["/tf_static"] = "record"
+        for tf_topic in ("/tf_static", "/tf"):  # bag_eval's costmap needs the robot's motion too
+            if tf_topic in topics:
+                roles[tf_topic] = "record"
     conns = [c for c in reader.connections if c.topic in roles]
     return reader, conns, roles
 
