@@ -84,6 +84,28 @@ class CostmapParams:
         return s
 
 
+def find_costmap_config(path: str | os.PathLike | None = None, package: str = "moadepth_ros") -> Path:
+    """The Nav2 params file to read: ``path`` as given when it exists, else (relative paths only) the
+    same name in this source tree, in ``<prefix>/share/<package>/`` of this Python's install, and
+    in every ``AMENT_PREFIX_PATH`` entry's ``share/<package>/`` (where ``config/`` is installed,
+    as ``FindPackageShare`` finds it for the launch files). ``None`` is the shipped default.
+    """
+    import sys
+
+    given = Path(DEFAULT_COSTMAP_CONFIG if path is None else path)
+    if given.is_file() or given.is_absolute():
+        if not given.is_file():
+            raise ConfigError(f"Nav2 params file {given} does not exist")
+        return given
+    roots = [Path(__file__).resolve().parents[2], Path(sys.prefix) / "share" / package]
+    roots += [Path(p) / "share" / package for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    for root in roots:
+        if (root / given).is_file():
+            return root / given
+    raise ConfigError(f"Nav2 params file {given} does not exist here, in the source tree or in the installed "
+                      f"share/{package} (looked in {', '.join(str(r) for r in roots)})")
+
+
 def _layer_type(plugin: Any) -> str | None:
     name = str(plugin).replace("/", "::").rsplit("::", 1)[-1]
     return name if name in _LAYER_TYPES else None

@@ -74,6 +74,97 @@ def plot_error_histogram(counts: np.ndarray, path: str | Path, edges: np.ndarray
     return path
 
 
+#: colours of the costmap picture (RGB 0..1): free, obstacle, phantom (node only), missed (reference only)
+COSTMAP_COLOURS = {"free": (1.0, 1.0, 1.0), "obstacle": (0.15, 0.15, 0.15), "phantom": (0.85, 0.1, 0.1),
+                   "missed": (0.1, 0.35, 0.9)}
+
+
+def plot_costmap(reference: np.ndarray, node: np.ndarray, origin: tuple[float, float], resolution: float,
+                 path: str | Path, trajectory: np.ndarray | None = None, labels: Sequence[str] = ("reference",
+                 "node"), title: str = "") -> Path:
+    """reference | node | difference over the fixed-frame grid, the camera's path drawn on each.
+
+    The difference shows cells both mark in grey, phantoms (node only) in red and missed obstacles
+    (reference only) in blue. ``reference`` and ``node`` are (ny, nx) bool grids whose cell (0, 0)
+    has its lower-left corner at ``origin`` (x, y, metres).
+    """
+    plt = _pyplot()
+    ref, pred = np.asarray(reference, bool), np.asarray(node, bool)
+    c = COSTMAP_COLOURS
+
+    def rgb(masks: Sequence[tuple[np.ndarray, tuple]]) -> np.ndarray:
+        img = np.empty((*ref.shape, 3))
+        img[:] = c["free"]
+        for m, col in masks:
+            img[m] = col
+        return img
+
+    ny, nx = ref.shape
+    extent = (origin[0], origin[0] + nx * resolution, origin[1], origin[1] + ny * resolution)
+    panels = [(rgb([(ref, c["obstacle"])]), f"{labels[0]}: {int(ref.sum())} cells"),
+              (rgb([(pred, c["obstacle"])]), f"{labels[1]}: {int(pred.sum())} cells"),
+              (rgb([(ref & pred, c["obstacle"]), (pred & ~ref, c["phantom"]), (ref & ~pred, c["missed"])]),
+               f"difference: {int((pred & ~ref).sum())} phantom (red), {int((ref & ~pred).sum())} missed (blue)")]
+    # show the part of the grid that holds obstacles or the path, with a margin
+    iy, ix = np.nonzero(ref | pred)
+    xs = [origin[0] + (ix + 0.5) * resolution] + ([np.asarray(trajectory)[:, 0]] if trajectory is not None else [])
+    ys = [origin[1] + (iy + 0.5) * resolution] + ([np.asarray(trajectory)[:, 1]] if trajectory is not None else [])
+    xs, ys = np.concatenate(xs), np.concatenate(ys)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
+    for ax, (img, name) in zip(axes, panels, strict=True):
+        ax.imshow(img, origin="lower", extent=extent, interpolation="nearest")
+        if xs.size:
+            ax.set_xlim(max(extent[0], xs.min() - 0.5), min(extent[1], xs.max() + 0.5))
+            ax.set_ylim(max(extent[2], ys.min() - 0.5), min(extent[3], ys.max() + 0.5))
+        if trajectory is not None and len(trajectory):
+            tr = np.asarray(trajectory)
+            ax.plot(tr[:, 0], tr[:, 1], "-", color="tab:green", lw=1.5, label="camera path")
+            ax.plot(tr[:1, 0], tr[:1, 1], "o", color="tab:green", ms=5)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("x [m]")
+        ax.set_aspect("equal")
+    axes[0].set_ylabel("y [m]")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_uncertainty_sweep(sweep: Sequence[Mapping], path: str | Path, default: float | None = None,
+                           chosen: float | None = None) -> Path:
+    """Costmap precision against recall, one point per ``max_uncertainty``; the node's default marked."""
+    plt = _pyplot()
+    pts = [(float(s["max_uncertainty"]), s.get("precision"), s.get("recall")) for s in sweep]
+    pts = [(t, p, r) for t, p, r in pts if p is not None and r is not None]
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    if pts:
+        ax.plot([r for _, _, r in pts], [p for _, p, _ in pts], ".-", color="tab:blue", lw=1, ms=7)
+        for t, p, r in pts:
+            ax.annotate("off" if t >= 1000 else f"{t:g}", (r, p), textcoords="offset points", xytext=(5, 4),
+                        fontsize=8)
+        for value, style, name in ((default, ("o", "tab:red"), "node default"),
+                                   (chosen, ("s", "tab:green"), "chosen")):
+            hit = [(t, p, r) for t, p, r in pts if value is not None and math.isclose(t, value)]
+            if hit:
+                ax.plot([hit[0][2]], [hit[0][1]], style[0], mfc="none", mec=style[1], ms=14, mew=2,
+                        label=f"{name}: max_uncertainty {value:g}")
+        ax.legend(loc="lower left", fontsize=9)
+    else:
+        ax.text(0.5, 0.5, "precision and recall undefined at every threshold", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("recall (reference obstacle cells the node marks)")
+    ax.set_ylabel("precision (node cells the reference marks)")
+    ax.set_title("costmap per frame vs. max_uncertainty (points above it dropped)", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def sample_panel(rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, height: int | None = None) -> np.ndarray:
     """image | ground truth | prediction | absolute error; GT and prediction share one depth scale."""
     vmin, vmax = colorize.depth_range(gt, pred)

@@ -271,6 +271,10 @@ class BagSource(RGBDSource):
         """Header stamp of frame ``index``'s image."""
         return self._pairs[index][0].stamp_ns
 
+    def image_frame_id(self, index: int) -> str:
+        """Header frame id of frame ``index``'s image (its camera's optical frame)."""
+        return self._pairs[index][0].frame_id
+
     def _read(self, topic: str, msg: IndexedMsg):
         try:
             reader = self._reader()
