@@ -147,6 +147,16 @@ def bresenham(start: np.ndarray, delta: np.ndarray, steps: np.ndarray) -> tuple[
     return start[ray] + sgn[ray] * moved, ray
 
 
+def _unique_rays(start: np.ndarray, delta: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Drop repeated rays: a walk is a function of (start, delta, steps), and a dense cloud repeats them
+    many times over (the cells freed are the same set, only computed once)."""
+    if len(start) < 2:
+        return start, delta, steps
+    rows = np.unique(np.concatenate([start, delta, steps[:, None]], axis=1), axis=0)
+    d = start.shape[1]
+    return rows[:, :d], rows[:, d:2 * d], rows[:, 2 * d]
+
+
 def _clear_rays_2d(grid: GridSpec, pts: np.ndarray, o: np.ndarray, params: CostmapParams) -> tuple:
     """(ix, iy) of every cell ObstacleLayer::raytraceFreespace frees for these observed points."""
     res = grid.resolution
@@ -189,7 +199,7 @@ def _clear_rays_2d(grid: GridSpec, pts: np.ndarray, o: np.ndarray, params: Costm
     length = (scale * da).astype(np.int64) - min_len
     use = length >= 0  # see the module docstring: Nav2's unsigned wrap-around is not mirrored
     steps = np.minimum(length, da)[use]
-    cells, _ = bresenham(np.stack([sx, sy], 1)[use], np.stack([dx, dy], 1)[use], steps)
+    cells, _ = bresenham(*_unique_rays(np.stack([sx, sy], 1)[use], np.stack([dx, dy], 1)[use], steps))
     cx, cy = cells[:, 0], cells[:, 1]
     inb = (cx >= 0) & (cx < grid.nx) & (cy >= 0) & (cy < grid.ny)
     return cx[inb], cy[inb]
@@ -287,7 +297,8 @@ class Costmap:
         delta = np.floor(end).astype(np.int64) - start
         da = np.abs(delta).max(axis=1)
         steps = np.minimum((scale * da).astype(np.int64), da)
-        cells, _ = bresenham(start, delta, np.maximum(steps, 0))
+        start, delta, steps = _unique_rays(start, delta, np.maximum(steps, 0))
+        cells, _ = bresenham(start, delta, steps)
         inb = ((cells >= 0) & (cells < size.astype(np.int64))).all(axis=1)
         c = cells[inb]
         self._voxels[c[:, 1], c[:, 0], c[:, 2]] = False

@@ -217,15 +217,18 @@ class NavEvaluation:
             if len(near):
                 store.append(_voxel_keys(near, self.map_voxel))
         t_pred = t_ref = None
+        # temporal agreement on every stride-th pixel: the subsampled image is a camera of its own, K / stride
+        s = self.stride
+        Ks = np.asarray(K, dtype=np.float64).copy()
+        Ks[:2] /= s
+        pred_s, ref_s = _zero_invalid(pred[::s, ::s]), _zero_invalid(ref[::s, ::s])
         if self._prev is not None:
             T0, K0, pred0, ref0 = self._prev
             T_cur_prev = geometry.compose_transforms(geometry.invert_transform(T), T0)
-            t_pred = _median_rel(geometry.register_depth(_zero_invalid(pred0), K0, K, T_cur_prev, hw),
-                                 _zero_invalid(pred))
-            t_ref = _median_rel(geometry.register_depth(_zero_invalid(ref0), K0, K, T_cur_prev, hw),
-                                _zero_invalid(ref))
+            t_pred = _median_rel(geometry.register_depth(pred0, K0, Ks, T_cur_prev, pred_s.shape), pred_s)
+            t_ref = _median_rel(geometry.register_depth(ref0, K0, Ks, T_cur_prev, ref_s.shape), ref_s)
             self._temporal.append((t_pred, t_ref))
-        self._prev = (T, np.asarray(K, dtype=np.float64), pred, ref)
+        self._prev = (T, Ks, pred_s, ref_s)
         row.update({"temporal_prediction": t_pred, "temporal_reference": t_ref})
         return row
 
