@@ -110,6 +110,7 @@ def write_demo_report(args) -> Path:
         ply_line = f"- [points.ply](points.ply): the node's `points` for the same frame ({n} points, binary PLY)"
     for name in ("metrics_over_time.png", "error_histogram.png"):
         shutil.copy(ev / name, out / name)
+    nav_blocks = costmap_blocks(metrics, ev, out)
 
     base = metrics.get("baseline_constant", {})
     table = report.metrics_table({
@@ -154,11 +155,77 @@ def write_demo_report(args) -> Path:
         ("Depth accuracy on the unseen part of the site", table),
         ("One frame", "![image | ground truth | prediction | error](panel.png)"),
         ("Over time", "![metrics over time](metrics_over_time.png)\n\n![error histogram](error_histogram.png)"),
+        *nav_blocks,
         ("The node over DDS", node_lines),
         ("Files", files),
     ]
     md, _ = report.write_report(out, "moadepth demo: fine-tune on your own site", blocks)
     return md
+
+
+COSTMAP_COLUMNS = ("iou", "precision", "recall", "iou_within_1_cell", "phantom_cells_per_frame",
+                   "missed_cells_per_frame")
+
+
+def _f(v, digits: int = 3) -> str:
+    return "undefined" if v is None else f"{v:.{digits}f}"
+
+
+def costmap_blocks(metrics: dict, ev: Path, out: Path) -> list[tuple[str, str]]:
+    """The report's costmap sections: a table per method, the picture, the sweep, map and temporal."""
+    c = metrics.get("costmap")
+    if not c:
+        return [("What Nav2 would see", "- not evaluated: the recording has no /tf")]
+    for name in c.get("files", {}).values():
+        shutil.copy(ev / name, out / name)
+    default = c.get("max_uncertainty")
+    methods = {}
+    if c.get("unfiltered"):
+        methods[f"depth_node, max_uncertainty {default:g} (its default)"] = c
+        methods["depth_node without the uncertainty filter"] = c["unfiltered"]
+    else:
+        methods["depth_node (no uncertainty recorded: unfiltered)"] = c
+    base = c.get("baseline_constant")
+    if base:
+        methods[f"best constant depth ({base['depth_m']:.2f} m)"] = base
+    cols = [*COSTMAP_COLUMNS, "accumulated iou", "accumulated precision", "accumulated recall"]
+    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for label, m in methods.items():
+        acc = m.get("accumulated", {})
+        vals = [_f(m.get(k), 1 if k.endswith("per_frame") else 3) for k in COSTMAP_COLUMNS]
+        vals += [_f(acc.get(k)) for k in ("iou", "precision", "recall")]
+        lines.append(f"| {label} | " + " | ".join(vals) + " |")
+    intro = (f"The node's depth and the exact depth both go through the Nav2 layer of `{c['config']}`, in the "
+             f"fixed frame `{c['fixed_frame']}` (the robot's /tf). Per frame: each frame marks an empty layer, "
+             "averaged over frames; accumulated: the layer over the whole run, marking and clearing. "
+             "Precision falls with phantom obstacles, recall with missed ones; `_within_1_cell` forgives a 5 cm "
+             "shift.")
+    blocks = [("What Nav2 would see: the costmap", intro + "\n\n" + "\n".join(lines))]
+    pics = ["![reference | node | difference, the camera's path in green](costmap.png)"]
+    if "costmap_unfiltered" in c.get("files", {}):
+        pics.append("![the same without the uncertainty filter](costmap_unfiltered.png)")
+    blocks.append(("The accumulated costmap (red: phantom, blue: missed)", "\n\n".join(pics)))
+    sweep = metrics.get("uncertainty_sweep")
+    if sweep:
+        rows = ["| max_uncertainty | precision | recall | iou | phantom cells/frame | missed cells/frame |",
+                "|---|---|---|---|---|---|"]
+        for r in sweep:
+            t = r["max_uncertainty"]
+            rows.append(f"| {'off' if t >= 1000 else f'{t:g}'}{' (default)' if default == t else ''} | "
+                        f"{_f(r['precision'])} | {_f(r['recall'])} | {_f(r['iou'])} | "
+                        f"{_f(r['phantom_cells_per_frame'], 1)} | {_f(r['missed_cells_per_frame'], 1)} |")
+        blocks.append(("The confidence filter: max_uncertainty sweep",
+                       "![precision against recall per max_uncertainty](uncertainty_sweep.png)\n\n" + "\n".join(rows)))
+    mp, tp = metrics.get("map", {}), metrics.get("temporal", {})
+    blocks.append(("Map and temporal consistency", "\n".join([
+        f"- 3-D map ({mp.get('voxel_m', 0.05):g} m voxels within {mp.get('max_range_m', 0):g} m, accumulated "
+        f"over the run): IoU {_f(mp.get('iou'))}, accuracy (node voxel -> nearest reference voxel) median "
+        f"{_f(mp.get('accuracy_median_m'))} m, completeness (the other way) median "
+        f"{_f(mp.get('completeness_median_m'))} m",
+        f"- consecutive frames warped with the poses: median relative disagreement {_f(tp.get('prediction_median_rel'))} "
+        f"for the node, {_f(tp.get('reference_median_rel'))} for the exact depth (the floor set by occlusions)",
+    ])))
+    return blocks
 
 
 def _num(v) -> float:

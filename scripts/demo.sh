@@ -4,7 +4,8 @@
 #   2. fine-tune on the FIRST part of the trajectory (`moadepth train --data BAG`), bounded in steps
 #      (CHECKPOINT=path skips this)
 #   3. `depth_node` (use_sim_time) on the REST of the trajectory, driven by `bag_replay --record`
-#   4. `bag_eval --prediction-topic` scores the node's recorded outputs against the exact depth
+#   4. `bag_eval --prediction-topic --costmap` scores the node's recorded outputs against the exact depth,
+#      pixel by pixel and as the Nav2 voxel layer would mark them
 #   5. a report folder (report.md/.html, plots, colourised depth, a PLY) whose path is printed last
 # Knobs (env): DEMO_OUT, SEED, FRAMES, TRAIN_FRACTION, STEPS, TRAIN_SECONDS, RATE, CHECKPOINT.
 set -euo pipefail
@@ -96,8 +97,11 @@ wait "$NODE_PID" 2>/dev/null || true
 trap - EXIT
 
 stage "4/5 bag_eval: the node's recorded depth against the ground truth"
+# --costmap: the recording holds /tf, so the node's depth also goes through config/nav2_depth_costmap.yaml's
+# voxel layer (with depth_node's default max_uncertainty applied to /depth/confidence, and without it);
+# --uncertainty-sweep scores the other max_uncertainty values the node's default is chosen from.
 "$BIN/bag_eval" --bag "$OUT/replay/recording" --image-topic "$IMG" --depth-topic "$DEPTH" \
-    --prediction-topic /depth/image --out "$OUT/eval"
+    --prediction-topic /depth/image --out "$OUT/eval" --costmap --uncertainty-sweep
 
 stage "5/5 report"
 "$BIN/python" scripts/demo.py report --out "$OUT/report" --eval "$OUT/eval" --recording "$OUT/replay/recording" \
