@@ -20,7 +20,7 @@ from torch import nn
 
 from moadepth_core.errors import DataError, MoadepthError, cli_entry
 from moadepth_core.evaluation.evaluate import add_model_args, make_estimator
-from moadepth_core.runtime.graph_cache import write_atomic
+from moadepth_core.files import write_atomic
 from moadepth_core.runtime.torch.backends import DepthOutputs, export_onnx_to
 
 log = logging.getLogger("moadepth")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import sys
@@ -22,6 +23,7 @@ import torch
 from moadepth_core.errors import DataError, cli_entry
 from moadepth_core.evaluation import colorize
 from moadepth_core.evaluation.metrics import METRIC_KEYS, aggregate, compute_metrics
+from moadepth_core.files import write_atomic
 from moadepth_core.runtime.torch.estimator import DepthEstimator
 
 log = logging.getLogger("moadepth")
@@ -106,15 +108,13 @@ def sample_grid(samples: list[tuple], max_depth: float = 10.0) -> np.ndarray:
 
 
 def write_rows_csv(path: Path, rows: list[dict]) -> None:
-    """Per-image metrics, written via a temp file + rename so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["name", *METRIC_KEYS, "valid_pixels"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k) for k in w.fieldnames})
-    tmp.replace(path)
+    """Per-image metrics as CSV, written atomically."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["name", *METRIC_KEYS, "valid_pixels"])
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k) for k in w.fieldnames})
+    write_atomic(path, buf.getvalue())
 
 
 def open_eval_source(data: str, split: str | None = None, **options):
@@ -217,11 +217,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if samples:
             colorize.save_png(out / "samples.png", sample_grid(samples, est.model.cfg.max_depth))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(path)
+        write_atomic(Path(args.json), json.dumps(summary, indent=2) + "\n")
     print(f"{summary['images']} images, {summary['valid_pixels']} valid pixels"
           f"{' (Eigen crop)' if eigen else ''}{' (flip TTA)' if args.flip_tta else ''}"
           f"{' (median scaled: relative metrics)' if args.median_scaling else ''}")

@@ -23,10 +23,10 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+
+from moadepth_core.files import write_atomic
 
 log = logging.getLogger("moadepth")
 
@@ -62,23 +62,6 @@ def cache_hit(path: Path | None) -> bool:
     with contextlib.suppress(OSError):  # a read-only cache still serves
         os.utime(path)
     return True
-
-
-def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
-    """Write ``data`` (bytes, or a function that writes to the open file) to ``path`` through a temp
-    file and a rename: a concurrent reader never sees half a file, nor a file a failed writer left.
-    OSError propagates (the caller decides whether a cache miss matters)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def prune_cache(cache_dir: Path, keep: int = CACHE_KEEP) -> list[Path]:
@@ -127,7 +110,7 @@ def write_alias(alias: Path, entry: CachedGraph) -> None:
     record = {"graph": entry.graph.name, "model_size": list(entry.model_size),
               "train_focal_px": entry.train_focal_px}
     try:
-        write_atomic(alias, json.dumps(record).encode())
+        write_atomic(alias, json.dumps(record), fsync=False)  # a torn alias is a miss: the next start rebuilds
     except OSError as exc:
         log.warning("could not record the checkpoint's graph in %s: %s", alias.parent, exc)
 

@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 from moadepth_core import errors
+from moadepth_core.files import write_atomic
 from moadepth_core.runtime.choice import cpu_runtime_without_torch
 from moadepth_core.runtime.graph_cache import (
     CachedGraph,
@@ -31,7 +32,6 @@ from moadepth_core.runtime.graph_cache import (
     prune_cache,
     read_alias,
     write_alias,
-    write_atomic,
 )
 from moadepth_core.runtime.int8 import int8_graph_for, quantize_file
 from moadepth_core.runtime.onnx_session import OnnxDepthSession
@@ -157,7 +157,7 @@ def quantize_cached(checkpoint: str | Path, input_size: tuple[int, int] | None =
         return None
     graph = int8_graph_for(fp32.graph)
     if not cache_hit(graph):
-        write_atomic(graph, lambda f: quantize_file(fp32.graph, Path(f.name)))
+        write_atomic(graph, lambda f: quantize_file(fp32.graph, Path(f.name)), fsync=False)
         prune_cache(cache)
     entry = CachedGraph(graph, fp32.model_size, fp32.train_focal_px)
     write_alias(checkpoint_alias(cache, checkpoint, input_size, "int8", pretrained), entry)

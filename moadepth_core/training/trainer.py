@@ -19,7 +19,6 @@ import csv
 import io
 import logging
 import math
-import os
 import random
 import sys
 import time
@@ -36,6 +35,7 @@ from moadepth_core.data import RGBDDataset, RGBDSource, TrainTransform
 from moadepth_core.errors import CheckpointError, DataError, DeviceError, MoadepthError
 from moadepth_core.evaluation.evaluate import evaluate_source
 from moadepth_core.evaluation.metrics import METRIC_KEYS, is_better
+from moadepth_core.files import write_atomic
 from moadepth_core.model.adapters import gate_entropy
 from moadepth_core.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from moadepth_core.model.network import MoADepthCLIP, build_model
@@ -214,15 +214,6 @@ def mean_focal_px(source: RGBDSource, size_hw: tuple[int, int], max_frames: int 
     return float(np.mean(vals)) if vals else None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 class MetricsLog:
     """``metrics.csv``, rewritten whole via temp + rename on every append, so a kill never tears it."""
 
@@ -242,7 +233,7 @@ class MetricsLog:
         w = csv.DictWriter(buf, fieldnames=self.fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(self.rows)
-        atomic_write_text(self.path, buf.getvalue())
+        write_atomic(self.path, buf.getvalue())
 
 
 def _fmt(v: Any) -> Any:
@@ -319,8 +310,7 @@ class Trainer:
         self.metrics_log = self.tb = None
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            save_yaml(cfg, self.out / ".config.yaml.tmp")
-            (self.out / ".config.yaml.tmp").replace(self.out / "config.yaml")
+            write_atomic(self.out / "config.yaml", lambda f: save_yaml(cfg, f.name))  # save_yaml writes by name
             self.metrics_log = MetricsLog(self.out / "metrics.csv", fields,
                                           keep_until_step=self.step if ckpt is not None else -1)
             self.tb = _tensorboard(self.out)

@@ -35,8 +35,9 @@ import torch
 from torch import nn
 
 from moadepth_core.errors import DeviceError
+from moadepth_core.files import write_atomic
 from moadepth_core.runtime import graph_cache
-from moadepth_core.runtime.graph_cache import cache_hit, default_cache_dir, prune_cache, write_atomic
+from moadepth_core.runtime.graph_cache import cache_hit, default_cache_dir, prune_cache
 from moadepth_core.runtime.int8 import int8_graph_for, quantize_bytes, quantize_file
 from moadepth_core.runtime.memory import return_free_heap
 from moadepth_core.runtime.onnx_session import ORT_PRECISIONS, OUTPUTS, OnnxDepthSession
@@ -106,7 +107,7 @@ def _release(model: nn.Module) -> None:
 def _cached(path: Path, build: Callable[[BinaryIO], None], fallback: Callable[[], bytes]) -> Path | bytes:
     """``path`` once ``build`` wrote it there (atomically), or ``fallback()`` where it cannot be written."""
     try:
-        write_atomic(path, build)
+        write_atomic(path, build, fsync=False)  # a cache: hundreds of MB, rebuilt from the weights
     except OSError as exc:  # a read-only home must not stop inference
         log.warning("could not cache the ONNX graph in %s: %s", path.parent, exc)
         return fallback()
