@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from moadepth_core.config import TrainConfig, save_yaml, to_dict
 from moadepth_core.data import RGBDDataset, RGBDSource, TrainTransform
-from moadepth_core.errors import CheckpointError, DataError, DeviceError, MoadepthError
+from moadepth_core.errors import CheckpointError, DataError, MoadepthError
 from moadepth_core.evaluation.evaluate import evaluate_source
 from moadepth_core.evaluation.metrics import METRIC_KEYS, is_better
 from moadepth_core.files import write_atomic
@@ -40,6 +40,7 @@ from moadepth_core.model.adapters import gate_entropy
 from moadepth_core.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from moadepth_core.model.network import MoADepthCLIP, build_model
 from moadepth_core.runtime.torch.estimator import DepthEstimator
+from moadepth_core.runtime.torch.precision import autocast_dtype
 from moadepth_core.training.distributed import (
     DistContext,
     all_reduce_mean,
@@ -176,21 +177,6 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
         t = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
     return 1.0
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """None = plain fp32. ``auto`` is bf16 on CUDA (no loss scaling needed) and fp32 on CPU."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision == "fp32":
-        return None
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise DeviceError("precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
-        return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise DeviceError("precision bf16 is not supported by this GPU; use fp16 or fp32")
-    return torch.bfloat16
 
 
 def mean_focal_px(source: RGBDSource, size_hw: tuple[int, int], max_frames: int = 16) -> float | None:

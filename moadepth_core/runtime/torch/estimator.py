@@ -32,13 +32,9 @@ from moadepth_core.runtime.torch.backends import (
     check_backend,
     onnx_graph_source,
 )
+from moadepth_core.runtime.torch.precision import weights_dtype
 
 log = logging.getLogger("moadepth")
-
-#: torch dtype of the weights and input per precision; int8 lives inside the ONNX Runtime graph,
-#: so torch keeps fp32 around it.
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
-
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when present; asking for CUDA without one is a clear error."""
@@ -65,14 +61,6 @@ def resolve_runtime(device: str, precision: str, backend: str) -> tuple[torch.de
     dev = resolve_device(device)
     prec = choose_precision(precision, dev, backend)
     return dev, prec, choose_backend(backend, dev, prec)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    if precision not in _DTYPES:
-        raise DeviceError(f"unknown precision '{precision}' (use auto, fp32, bf16, fp16 or int8)")
-    if precision == "fp16" and device.type != "cuda":
-        raise DeviceError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
-    return _DTYPES[precision]
 
 
 def _model_size(model: MoADepthCLIP, input_size: tuple[int, int] | None) -> tuple[int, int]:
@@ -106,7 +94,7 @@ class DepthEstimator:
                  model: MoADepthCLIP | None = None,
                  backend: Literal["auto", "torch", "torch_compile", "onnxruntime"] = "torch") -> None:
         self.device, self.precision, backend = resolve_runtime(device, precision, backend)
-        self.dtype = resolve_precision(self.precision, self.device)
+        self.dtype = weights_dtype(self.precision, self.device)
         check_backend(backend, self.device, self.precision)
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             log.warning("precision bf16 on this CPU (no AVX512-BF16 or AMX) is emulated and slower than fp32; "
