@@ -9,11 +9,13 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from moadepth_core.errors import DeviceError
+from moadepth_core.runtime.processing import prepare_input
 from moadepth_core.runtime.torch.backends import OnnxRuntimeBackend, _cache_file, check_backend
 from moadepth_core.runtime.torch.estimator import DepthEstimator
 from model_cache import fresh_model
@@ -68,7 +70,7 @@ def test_onnxruntime_predict_runs_no_torch_op_and_prepares_bit_for_bit(estimator
     the torch preprocessing, so both routes give identical depth."""
     _, ort = estimators
     rgb = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(ort._runtime.prepare(ort.resize_input(rgb)), ort.preprocess(rgb).numpy())
+    np.testing.assert_array_equal(prepare_input(rgb, ort.model_size), ort.preprocess(rgb).numpy())
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         res = ort.predict(rgb, output_size="model")
         conf = res.confidence
@@ -76,6 +78,28 @@ def test_onnxruntime_predict_runs_no_torch_op_and_prepares_bit_for_bit(estimator
     via_torch = ort.forward(ort.preprocess(rgb))
     np.testing.assert_array_equal(res.depth, via_torch["depth"][0, 0].numpy())
     np.testing.assert_array_equal(conf, (1.0 - via_torch["uncertainty"][0, 0]).clamp(0, 1).numpy())
+
+
+def _flip_averaged_through_torch(est, rgb):
+    """Flip averaging as evaluate.predict_depth did it before it moved onto the estimator (torch ops)."""
+    x = est.preprocess(rgb)
+    if est.backend == "torch":
+        d = est.forward(torch.cat([x, x.flip(-1)]))["depth"].float()
+    else:
+        d = torch.cat([est.forward(x)["depth"], est.forward(x.flip(-1))["depth"]]).float()
+    depth = (0.5 * (d[0, 0] + d[1, 0].flip(-1))).cpu().numpy()
+    return cv2.resize(depth, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def test_flip_averaging_on_the_estimator_gives_the_torch_route_numbers_and_onnxruntime_runs_no_torch_op(estimators):
+    rgb = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    for est in estimators:
+        got = est.predict_flip_averaged(rgb)
+        assert got.shape == (120, 160) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, _flip_averaged_through_torch(est, rgb))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        estimators[1].predict_flip_averaged(rgb)
+    assert [e.name for e in prof.events() if e.name.startswith("aten::")] == []
 
 
 def test_onnxruntime_releases_the_torch_weights_it_loaded(onnx_cache, tmp_path):

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from moadepth_core.errors import DataError, cli_entry
 from moadepth_core.evaluation import colorize
@@ -33,19 +32,7 @@ NYU_FORMATS = ("nyu_mat", "file_list")
 
 def predict_depth(est: DepthEstimator, rgb: np.ndarray, flip_tta: bool = False) -> np.ndarray:
     """HxW float32 metres at ``rgb``'s size; ``flip_tta`` averages with the mirrored image's prediction."""
-    if not flip_tta:
-        return est.predict(rgb).depth
-    import cv2
-
-    x = est.preprocess(rgb)
-    if est.backend == "torch":
-        d = est.forward(torch.cat([x, x.flip(-1)]))["depth"].float()
-    else:  # the compiled and ONNX graphs are fixed at batch 1
-        d = torch.cat([est.forward(x)["depth"], est.forward(x.flip(-1))["depth"]]).float()
-    depth = (0.5 * (d[0, 0] + d[1, 0].flip(-1))).cpu().numpy()
-    if depth.shape != rgb.shape[:2]:
-        depth = cv2.resize(depth, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return depth.astype(np.float32, copy=False)
+    return est.predict_flip_averaged(rgb) if flip_tta else est.predict(rgb).depth
 
 
 def spread_indices(n: int, k: int | None) -> list[int]:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from moadepth_core.errors import ConfigError
+from moadepth_core.runtime.onnx_session import ORT_PRECISIONS
 
 CPU_INFO = Path("/proc/cpuinfo")
 CPU_BF16_ENV = "MOADEPTH_CPU_BF16"  # "1" / "0": override what the CPU is read to say about native bf16
@@ -118,7 +119,7 @@ def choose_backend(backend: str, device, precision: str) -> str:
     """
     if backend != "auto":
         return backend
-    return "onnxruntime" if _device_type(device) == "cpu" and precision in ("fp32", "int8") else "torch"
+    return "onnxruntime" if _device_type(device) == "cpu" and precision in ORT_PRECISIONS else "torch"
 
 
 def explain_choice(device: str, precision: str, backend: str, chosen: tuple[str, str, str]) -> str:

@@ -35,7 +35,7 @@ from moadepth_core.runtime.graph_cache import (
 )
 from moadepth_core.runtime.int8 import int8_graph_for, quantize_file
 from moadepth_core.runtime.onnx_session import OnnxDepthSession
-from moadepth_core.runtime.processing import DepthResult, resize_to_model
+from moadepth_core.runtime.processing import DepthResult
 
 log = logging.getLogger("moadepth")
 
@@ -56,11 +56,11 @@ class CachedGraphEstimator:
         self.graph_file = entry.graph
         self._session = OnnxDepthSession(entry.graph, entry.model_size, precision=precision)
 
-    def resize_input(self, rgb: np.ndarray) -> np.ndarray:
-        return resize_to_model(rgb, self.model_size)
-
     def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:
         return self._session.predict(rgb, output_size)
+
+    def predict_flip_averaged(self, rgb: np.ndarray) -> np.ndarray:
+        return self._session.predict_flip_averaged(rgb)
 
 
 def plan_runtime(device: str, precision: str, backend: str) -> tuple[str, str, str]:

@@ -40,7 +40,7 @@ from moadepth_core.runtime import graph_cache
 from moadepth_core.runtime.graph_cache import cache_hit, default_cache_dir, prune_cache
 from moadepth_core.runtime.int8 import int8_graph_for, quantize_bytes, quantize_file
 from moadepth_core.runtime.memory import return_free_heap
-from moadepth_core.runtime.onnx_session import ORT_PRECISIONS, OUTPUTS, OnnxDepthSession
+from moadepth_core.runtime.onnx_session import OUTPUTS, OnnxDepthSession, check_ort_precision
 from moadepth_core.runtime.torch import onnx_writer
 
 log = logging.getLogger("moadepth")
@@ -128,8 +128,7 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     Why a file: ONNX Runtime loading the ViT-B/32 fp32 graph from its path peaks at 648 MB of RSS,
     against 1108 MB from the same graph handed over as bytes (and 648 vs 790 MB steady).
     """
-    if precision not in ORT_PRECISIONS:
-        raise DeviceError(f"backend onnxruntime runs {' or '.join(ORT_PRECISIONS)}, not {precision}")
+    check_ort_precision(precision)
     size = (int(size[0]), int(size[1]))
     if cache_dir is True:
         cache_dir = default_cache_dir()
@@ -240,9 +239,7 @@ def check_backend(backend: str, device: torch.device, precision: str) -> None:
     if backend == "onnxruntime":
         if device.type != "cpu":
             raise DeviceError("backend onnxruntime runs on the CPU here; use backend torch on CUDA")
-        if precision not in ORT_PRECISIONS:
-            raise DeviceError(f"backend onnxruntime runs fp32 or int8 (got {precision}); for {precision} use "
-                              f"backend torch")
+        check_ort_precision(precision)
     elif precision == "int8":
         raise DeviceError(f"precision int8 runs on backend onnxruntime only (got backend {backend}); set "
                           f"backend onnxruntime, or use precision fp32 or bf16")

@@ -25,7 +25,14 @@ from moadepth_core.model.checkpoint import load_checkpoint
 from moadepth_core.model.network import MoADepthCLIP, build_model
 from moadepth_core.runtime.choice import choose_backend, choose_precision, cpu_has_native_bf16
 from moadepth_core.runtime.graph_cache import CachedGraph, checkpoint_alias, write_alias
-from moadepth_core.runtime.processing import DepthResult, finish, resize_to_model
+from moadepth_core.runtime.onnx_session import check_ort_precision
+from moadepth_core.runtime.processing import (
+    DepthResult,
+    flip_average,
+    prepare_input,
+    resize_depth,
+    to_depth_result,
+)
 from moadepth_core.runtime.torch.backends import (
     CompiledTorchBackend,
     OnnxRuntimeBackend,
@@ -93,6 +100,9 @@ class DepthEstimator:
                  model_config: ModelConfig | None = None, pretrained: str | None = None,
                  model: MoADepthCLIP | None = None,
                  backend: Literal["auto", "torch", "torch_compile", "onnxruntime"] = "torch") -> None:
+        if model is None and not checkpoint and not allow_untrained:  # the one refusal every entry point meets
+            raise UntrainedError("no checkpoint given: an untrained network's depth is meaningless; pass a checkpoint "
+                                 "(--checkpoint CKPT), or allow_untrained (--allow-untrained) to run it anyway")
         self.device, self.precision, backend = resolve_runtime(device, precision, backend)
         self.dtype = weights_dtype(self.precision, self.device)
         check_backend(backend, self.device, self.precision)
@@ -111,9 +121,6 @@ class DepthEstimator:
             self.train_focal_px = data.get("train_focal_px")
             self.untrained = False
         else:
-            if not allow_untrained:
-                raise UntrainedError("no checkpoint given: an untrained network's depth is meaningless; pass a "
-                                     "checkpoint, or allow_untrained (--allow-untrained) to run it anyway")
             log.warning(UNTRAINED_WARNING)
             model = build_model(model_config or ModelConfig(pretrained="none"))
             self.untrained = True
@@ -141,13 +148,9 @@ class DepthEstimator:
         _record_alias(CachedGraph(self._runtime.graph_file, self.model_size, self.train_focal_px), checkpoint,
                       input_size, self.precision, pretrained)
 
-    def resize_input(self, rgb: np.ndarray) -> np.ndarray:
-        """The HxWx3 uint8 RGB frame checked and resized to the model size (what training does)."""
-        return resize_to_model(rgb, self.model_size)
-
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(self.resize_input(rgb))).permute(2, 0, 1).unsqueeze(0)
-        return x.to(self.device).to(self.dtype).div_(255.0)
+        """:func:`~moadepth_core.runtime.processing.prepare_input` as a tensor on the device, at the weights' dtype."""
+        return torch.from_numpy(prepare_input(rgb, self.model_size)).to(self.device, self.dtype)
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> dict:
@@ -165,7 +168,21 @@ class DepthEstimator:
         out = self.forward(batch)
         depth = out["depth"][0, 0].float().cpu().numpy()
         unc = out["uncertainty"][0, 0].float().cpu().numpy()
-        return finish(depth, unc, rgb.shape[:2], output_size, {"preprocess": t1 - t0, "forward": time.perf_counter() - t1})
+        return to_depth_result(depth, unc, rgb.shape[:2], output_size,
+                               {"preprocess": t1 - t0, "forward": time.perf_counter() - t1})
+
+    def predict_flip_averaged(self, rgb: np.ndarray) -> np.ndarray:
+        """HxW float32 metres at ``rgb``'s size: the mean of the prediction and the mirrored frame's
+        prediction mirrored back (ZoeDepth's ``infer_with_flip_aug``)."""
+        if isinstance(self._runtime, OnnxRuntimeBackend):  # numpy throughout, as predict
+            return self._runtime.predict_flip_averaged(rgb)
+        x = self.preprocess(rgb)
+        if self._runtime is None:  # eager torch: both in one batch
+            d = self.forward(torch.cat([x, x.flip(-1)]))["depth"]
+        else:  # the compiled graph is fixed at batch 1
+            d = torch.cat([self.forward(x)["depth"], self.forward(x.flip(-1))["depth"]])
+        d = d.float().cpu().numpy()
+        return resize_depth(flip_average(d[0, 0], d[1, 0]), rgb.shape[:2])
 
 
 def cache_graph(checkpoint: str | Path, *, precision: str = "fp32", input_size: tuple[int, int] | None = None,
@@ -178,9 +195,7 @@ def cache_graph(checkpoint: str | Path, *, precision: str = "fp32", input_size: 
     that load was the child's peak. Here the torch weights go as soon as the fp32 graph is on disk,
     before any int8 quantisation.
     """
-    if precision not in ("fp32", "int8"):
-        raise DeviceError(f"backend onnxruntime runs fp32 or int8 (got {precision}); for {precision} use "
-                          f"backend torch")
+    check_ort_precision(precision)
     model, data = load_checkpoint(checkpoint, pretrained=pretrained)
     if data.get("backbone", {}).get("fingerprint") is None:
         return None
