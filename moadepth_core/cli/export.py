@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from moadepth_core.cli._args import add_model_args, make_estimator
 from moadepth_core.errors import DataError, MoadepthError, cli_entry
-from moadepth_core.evaluation.evaluate import add_model_args, make_estimator
 from moadepth_core.files import write_atomic
 from moadepth_core.runtime.torch.backends import DepthOutputs, export_onnx_to
 
