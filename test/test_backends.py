@@ -16,7 +16,7 @@ import torch
 
 from moadepth_core.errors import DeviceError
 from moadepth_core.runtime.processing import prepare_input
-from moadepth_core.runtime.torch.backends import OnnxRuntimeBackend, _cache_file, check_backend
+from moadepth_core.runtime.torch.backends import OnnxRuntimeBackend, _graph_file, check_backend
 from moadepth_core.runtime.torch.estimator import DepthEstimator
 from model_cache import fresh_model
 
@@ -126,12 +126,12 @@ def test_onnxruntime_threads_stop_spinning_once_a_run_ends(onnx_cache):
 
     import onnxruntime as ort
 
-    from moadepth_core.runtime.torch.backends import onnx_graph
+    from moadepth_core.runtime.torch.backends import export_graph
 
     ours = OnnxRuntimeBackend(_small_model(), SIZE, threads=2, cache_dir=onnx_cache)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
-    default = ort.InferenceSession(onnx_graph(_small_model(), SIZE, "fp32", onnx_cache), so,
+    default = ort.InferenceSession(str(export_graph(_small_model(), SIZE, "fp32", onnx_cache)), so,
                                    providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((1, 3, *SIZE), dtype=np.float32)
 
@@ -158,7 +158,7 @@ def test_onnxruntime_forward_outputs_and_shape_check(estimators):
 
 def test_onnx_cache_is_reused(onnx_cache):
     model = _small_model()
-    path = _cache_file(onnx_cache, model, SIZE)
+    path = _graph_file(onnx_cache, model, SIZE)
     assert path.is_file()
     stamp = path.stat().st_ino
     backend = OnnxRuntimeBackend(model, SIZE, cache_dir=onnx_cache)  # loads, does not export again
@@ -220,16 +220,16 @@ def test_onnx_cache_key_changes_with_the_graph_version(onnx_cache, monkeypatch):
     from moadepth_core.runtime import graph_cache
 
     model = _small_model()
-    old = _cache_file(onnx_cache, model, SIZE)
+    old = _graph_file(onnx_cache, model, SIZE)
     monkeypatch.setattr(graph_cache, "GRAPH_VERSION", graph_cache.GRAPH_VERSION + 1)
-    assert _cache_file(onnx_cache, model, SIZE) != old
+    assert _graph_file(onnx_cache, model, SIZE) != old
 
 
 def test_onnx_cache_keeps_the_most_recently_used_graphs(onnx_cache, tmp_path):
     """Every retrained checkpoint adds graphs of hundreds of MB: the cache keeps the newest few, and
     using a graph counts as new (a node restarted on an old checkpoint keeps its graph)."""
     from moadepth_core.runtime.graph_cache import CACHE_KEEP, prune_cache
-    from moadepth_core.runtime.torch.backends import onnx_graph
+    from moadepth_core.runtime.torch.backends import export_graph
 
     folder = tmp_path / "cache"
     folder.mkdir()
@@ -244,9 +244,9 @@ def test_onnx_cache_keeps_the_most_recently_used_graphs(onnx_cache, tmp_path):
     assert all(f.exists() for f in files[:CACHE_KEEP]) and other.exists()
     # a cache hit refreshes the graph's time
     model = _small_model()
-    path = _cache_file(onnx_cache, model, SIZE)
+    path = _graph_file(onnx_cache, model, SIZE)
     os.utime(path, ns=(1, 1))
-    onnx_graph(model, SIZE, "fp32", onnx_cache)
+    export_graph(model, SIZE, "fp32", onnx_cache)
     assert path.stat().st_mtime_ns > 1
 
 
@@ -271,12 +271,12 @@ def test_onnxruntime_int8_is_quantised_and_keeps_the_depth(estimators, onnx_cach
 
     ref, _ = estimators
     model = _small_model()
-    fp32_file = _cache_file(onnx_cache, model, SIZE)
+    fp32_file = _graph_file(onnx_cache, model, SIZE)
     stamp = fp32_file.stat().st_ino
     q = DepthEstimator(None, model=model, device="cpu", precision="int8", backend="onnxruntime")
     assert q.precision == "int8"
     assert fp32_file.stat().st_ino == stamp  # quantised from the cache, not exported again
-    int8_file = _cache_file(onnx_cache, model, SIZE, "int8")
+    int8_file = _graph_file(onnx_cache, model, SIZE, "int8")
     ops = Counter(n.op_type for n in onnx.load(str(int8_file)).graph.node)
     assert ops["MatMulInteger"] >= 4 * 12 and ops["DynamicQuantizeLinear"] > 0, ops  # 4 linears per block
     rng = np.random.default_rng(1)

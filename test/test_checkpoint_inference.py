@@ -14,7 +14,8 @@ import torch
 from moadepth_core.errors import CheckpointError, DeviceError, UntrainedError
 from moadepth_core.model.checkpoint import load_checkpoint, save_checkpoint
 from moadepth_core.runtime import choice as runtime_choice
-from moadepth_core.runtime.torch.estimator import DepthEstimator, choose_precision
+from moadepth_core.runtime.choice import choose_precision
+from moadepth_core.runtime.torch.estimator import DepthEstimator
 from model_cache import fresh_model
 
 SIZE = [64, 96]

@@ -122,6 +122,30 @@ def choose_backend(backend: str, device, precision: str) -> str:
     return "onnxruntime" if _device_type(device) == "cpu" and precision in ORT_PRECISIONS else "torch"
 
 
+def choose_cpu_runtime(device: str, precision: str, backend: str) -> tuple[str, str] | None:
+    """(precision, backend) with every ``auto`` decided, when ``device`` is certainly the CPU;
+    None when only torch can tell (``device`` cuda, or auto with a CUDA driver installed)."""
+    if device not in ("cpu", "auto") or (device == "auto" and not cuda_certainly_absent()):
+        return None
+    prec = choose_precision(precision, "cpu", backend)
+    return prec, choose_backend(backend, "cpu", prec)
+
+
+def choose_runtime(device: str, precision: str, backend: str) -> tuple[str, str, str]:
+    """(device, precision, backend) with every ``auto`` decided: what DepthEstimator runs. Precision
+    first, then the backend from it: auto everywhere is fp32 + onnxruntime on every CPU and bf16 (or
+    fp16) + torch on CUDA. torch is imported only where a GPU might be there, since only torch can
+    tell (and check a device name such as cuda:1)."""
+    cpu = choose_cpu_runtime(device, precision, backend)
+    if cpu is not None:
+        return ("cpu", *cpu)
+    from moadepth_core.runtime.torch.device import choose_device
+
+    dev = choose_device(device)
+    prec = choose_precision(precision, dev, backend)
+    return str(dev), prec, choose_backend(backend, dev, prec)
+
+
 def explain_choice(device: str, precision: str, backend: str, chosen: tuple[str, str, str]) -> str:
     """One log line saying what runs and why, naming the CPU facts ``auto`` read and the way to change it."""
     dev, prec, be = chosen
@@ -141,15 +165,3 @@ def explain_choice(device: str, precision: str, backend: str, chosen: tuple[str,
         else:
             why = f"{cpu}; backend {be} for {prec} on the CPU"
     return f"runtime: {dev} {prec} on {be} ({asked}: {why}; {CPU_BF16_ENV}=1 or 0 overrides the CPU's bf16 answer)"
-
-
-def cpu_runtime_without_torch(device: str, precision: str, backend: str) -> tuple[str, str] | None:
-    """(precision, backend) with every ``auto`` decided, when ``device`` is certainly the CPU;
-    None when only torch can tell (``device`` cuda, or auto with a CUDA driver installed).
-
-    The same rules as ``inference.resolve_runtime``, which calls the same two functions.
-    """
-    if device not in ("cpu", "auto") or (device == "auto" and not cuda_certainly_absent()):
-        return None
-    prec = choose_precision(precision, "cpu", backend)
-    return prec, choose_backend(backend, "cpu", prec)

@@ -85,7 +85,7 @@ def prune_cache(cache_dir: Path, keep: int = CACHE_KEEP) -> list[Path]:
 class CachedGraph:
     """What an alias says: the graph file and what inference needs besides it."""
 
-    graph: Path
+    graph_file: Path
     model_size: tuple[int, int]
     train_focal_px: float | None
 
@@ -107,7 +107,7 @@ def checkpoint_alias(cache_dir: Path, checkpoint: str | Path, input_size: tuple[
 def write_alias(alias: Path, entry: CachedGraph) -> None:
     """Record ``entry`` under ``alias`` (the graph must already be in the same folder); a read-only
     cache only costs the next start its speed, so a failure is logged, not raised."""
-    record = {"graph": entry.graph.name, "model_size": list(entry.model_size),
+    record = {"graph": entry.graph_file.name, "model_size": list(entry.model_size),
               "train_focal_px": entry.train_focal_px}
     try:
         write_atomic(alias, json.dumps(record), fsync=False)  # a torn alias is a miss: the next start rebuilds

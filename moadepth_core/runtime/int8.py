@@ -35,7 +35,7 @@ def quantize_bytes(onnx_bytes: bytes) -> bytes:
         return dst.read_bytes()
 
 
-def int8_graph_for(fp32_graph: Path) -> Path:
+def int8_graph_file(fp32_graph: Path) -> Path:
     """The cache file for the int8 graph quantised from the cached fp32 graph ``fp32_graph``: keyed by
     that graph's own key, so a process without the network (or torch) can find or make it."""
     key = hashlib.sha256(f"{fp32_graph.name} int8".encode()).hexdigest()[:16]

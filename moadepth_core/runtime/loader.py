@@ -23,7 +23,7 @@ import numpy as np
 
 from moadepth_core import errors
 from moadepth_core.files import write_atomic
-from moadepth_core.runtime.choice import cpu_runtime_without_torch
+from moadepth_core.runtime.choice import choose_cpu_runtime, choose_runtime
 from moadepth_core.runtime.graph_cache import (
     CachedGraph,
     cache_hit,
@@ -33,11 +33,14 @@ from moadepth_core.runtime.graph_cache import (
     read_alias,
     write_alias,
 )
-from moadepth_core.runtime.int8 import int8_graph_for, quantize_file
+from moadepth_core.runtime.int8 import int8_graph_file, quantize_file
 from moadepth_core.runtime.onnx_session import OnnxDepthSession
 from moadepth_core.runtime.processing import DepthResult
 
 log = logging.getLogger("moadepth")
+
+#: The old name, until moadepth_ros/node (another slice of issue 19) imports choice.choose_runtime.
+plan_runtime = choose_runtime
 
 
 class CachedGraphEstimator:
@@ -53,8 +56,8 @@ class CachedGraphEstimator:
         self.precision = precision
         self.model_size = entry.model_size
         self.train_focal_px = entry.train_focal_px
-        self.graph_file = entry.graph
-        self._session = OnnxDepthSession(entry.graph, entry.model_size, precision=precision)
+        self.graph_file = entry.graph_file
+        self._session = OnnxDepthSession(entry.graph_file, entry.model_size, precision=precision)
 
     def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:
         return self._session.predict(rgb, output_size)
@@ -63,29 +66,17 @@ class CachedGraphEstimator:
         return self._session.predict_flip_averaged(rgb)
 
 
-def plan_runtime(device: str, precision: str, backend: str) -> tuple[str, str, str]:
-    """(device, precision, backend) with every ``auto`` decided, as DepthEstimator will resolve them;
-    torch is imported only where the answer needs it (a GPU might be there)."""
-    plan = cpu_runtime_without_torch(device, precision, backend)
-    if plan is not None:
-        return ("cpu", *plan)
-    from moadepth_core.runtime.torch.estimator import resolve_runtime
-
-    dev, prec, be = resolve_runtime(device, precision, backend)
-    return str(dev), prec, be
-
-
 def _torch_free_plan(checkpoint: str | Path | None, device: str, precision: str,
                      backend: str) -> tuple[str, Path] | None:
     """(precision, cache folder) when these settings can be served from a cached graph without torch."""
-    plan = cpu_runtime_without_torch(device, precision, backend)
+    plan = choose_cpu_runtime(device, precision, backend)
     cache = default_cache_dir()
     if not checkpoint or plan is None or plan[1] != "onnxruntime" or cache is None:
         return None
     return plan[0], cache
 
 
-def cached_graph_for(checkpoint: str | Path | None, *, device: str = "auto", precision: str = "auto",
+def find_cached_graph(checkpoint: str | Path | None, *, device: str = "auto", precision: str = "auto",
                      backend: str = "auto", input_size: tuple[int, int] | None = None,
                      pretrained: str | None = None) -> tuple[CachedGraph, str] | None:
     """(the cached graph, its precision) these settings would run, when a torch-free start can serve
@@ -116,7 +107,7 @@ def export_in_child(checkpoint: str | Path, precision: str, input_size: tuple[in
     """
     request = {"checkpoint": str(checkpoint), "pretrained": pretrained,
                "input_size": [int(v) for v in input_size] if input_size else None}
-    if cached_graph_for(checkpoint, device="cpu", precision="fp32", backend="onnxruntime", input_size=input_size,
+    if find_cached_graph(checkpoint, device="cpu", precision="fp32", backend="onnxruntime", input_size=input_size,
                         pretrained=pretrained) is None and not _run_child({"job": "export", **request}):
         return False
     return precision == "fp32" or _run_child({"job": "quantize", **request})
@@ -155,9 +146,9 @@ def quantize_cached(checkpoint: str | Path, input_size: tuple[int, int] | None =
     fp32 = read_alias(checkpoint_alias(cache, checkpoint, input_size, "fp32", pretrained))
     if fp32 is None:
         return None
-    graph = int8_graph_for(fp32.graph)
+    graph = int8_graph_file(fp32.graph_file)
     if not cache_hit(graph):
-        write_atomic(graph, lambda f: quantize_file(fp32.graph, Path(f.name)), fsync=False)
+        write_atomic(graph, lambda f: quantize_file(fp32.graph_file, Path(f.name)), fsync=False)
         prune_cache(cache)
     entry = CachedGraph(graph, fp32.model_size, fp32.train_focal_px)
     write_alias(checkpoint_alias(cache, checkpoint, input_size, "int8", pretrained), entry)
@@ -173,11 +164,11 @@ def load_estimator(checkpoint: str | Path | None, *, allow_untrained: bool = Fal
     are the node's: ``auto`` everywhere)."""
     kw = {"device": device, "precision": precision, "backend": backend, "input_size": input_size,
           "pretrained": pretrained}
-    hit = cached_graph_for(checkpoint, **kw)
+    hit = find_cached_graph(checkpoint, **kw)
     plan = _torch_free_plan(checkpoint, device, precision, backend)
     if hit is None and plan is not None and "torch" not in sys.modules and Path(checkpoint).is_file() \
             and export_in_child(checkpoint, plan[0], input_size, pretrained):
-        hit = cached_graph_for(checkpoint, **kw)
+        hit = find_cached_graph(checkpoint, **kw)
     if hit is not None:
         return CachedGraphEstimator(checkpoint, *hit)
     from moadepth_core.runtime.torch.estimator import DepthEstimator
@@ -195,9 +186,9 @@ def _child_main(argv: list[str]) -> int:
         if request["job"] == "quantize":
             entry = quantize_cached(request["checkpoint"], size, request["pretrained"])
         else:
-            from moadepth_core.runtime.torch.estimator import cache_graph
+            from moadepth_core.runtime.torch.estimator import export_to_cache
 
-            entry = cache_graph(request["checkpoint"], precision="fp32", input_size=size,
+            entry = export_to_cache(request["checkpoint"], precision="fp32", input_size=size,
                                 pretrained=request["pretrained"])
     except errors.MoadepthError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)

@@ -38,7 +38,7 @@ from moadepth_core.errors import DeviceError
 from moadepth_core.files import write_atomic
 from moadepth_core.runtime import graph_cache
 from moadepth_core.runtime.graph_cache import cache_hit, default_cache_dir, prune_cache
-from moadepth_core.runtime.int8 import int8_graph_for, quantize_bytes, quantize_file
+from moadepth_core.runtime.int8 import int8_graph_file, quantize_bytes, quantize_file
 from moadepth_core.runtime.memory import return_free_heap
 from moadepth_core.runtime.onnx_session import OUTPUTS, OnnxDepthSession, check_ort_precision
 from moadepth_core.runtime.torch import onnx_writer
@@ -60,7 +60,7 @@ class DepthOutputs(nn.Module):
         return out["depth"], out["uncertainty"]
 
 
-def export_onnx_to(model: nn.Module, size: tuple[int, int], f: BinaryIO, opset: int | None = None) -> None:
+def write_graph(model: nn.Module, size: tuple[int, int], f: BinaryIO, opset: int | None = None) -> None:
     """Write the ONNX graph of ``model`` (fp32, batch 1, input ``image`` (1,3,H,W) in [0, 1]) to ``f``,
     one weight at a time (:mod:`onnx_writer`: no second copy of the weights in memory).
 
@@ -79,23 +79,23 @@ def export_onnx_to(model: nn.Module, size: tuple[int, int], f: BinaryIO, opset: 
     onnx_writer.write_model(program.model, f)
 
 
-def export_onnx_bytes(model: nn.Module, size: tuple[int, int], opset: int | None = None) -> bytes:
-    """:func:`export_onnx_to` into memory (for a graph that cannot be cached on disk)."""
+def graph_bytes(model: nn.Module, size: tuple[int, int], opset: int | None = None) -> bytes:
+    """:func:`write_graph` into memory (for a graph that cannot be cached on disk)."""
     buf = io.BytesIO()
-    export_onnx_to(model, size, buf, opset)
+    write_graph(model, size, buf, opset)
     return buf.getvalue()
 
 
-def _cache_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precision: str = "fp32") -> Path:
+def _graph_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precision: str = "fp32") -> Path:
     """Cache key of the fp32 graph: the graph version, the size and every tensor's bytes, so changed
     weights or a changed graph never reuse a stale file. The int8 graph's key is derived from it
-    (:func:`~moadepth_core.runtime.int8.int8_graph_for`)."""
+    (:func:`~moadepth_core.runtime.int8.int8_graph_file`)."""
     h = hashlib.sha256(f"v{graph_cache.GRAPH_VERSION} {size[0]}x{size[1]} fp32".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().float().contiguous().numpy().tobytes())
     fp32 = cache_dir / f"moadepth-{h.hexdigest()[:16]}.onnx"
-    return fp32 if precision == "fp32" else int8_graph_for(fp32)
+    return fp32 if precision == "fp32" else int8_graph_file(fp32)
 
 
 def _release(model: nn.Module) -> None:
@@ -115,7 +115,7 @@ def _cached(path: Path, build: Callable[[BinaryIO], None], fallback: Callable[[]
     return path
 
 
-def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
+def export_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
                       cache_dir: str | Path | None | bool = True, *, release_model: bool = False) -> Path | bytes:
     """The graph for ``precision`` (fp32: exported; int8: the fp32 graph quantised) as its file in
     the cache, built and written there first when no earlier run left it; as bytes when there is no
@@ -132,8 +132,8 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     size = (int(size[0]), int(size[1]))
     if cache_dir is True:
         cache_dir = default_cache_dir()
-    fp32_file = _cache_file(Path(cache_dir), model, size) if cache_dir else None
-    paths = {"fp32": fp32_file, "int8": int8_graph_for(fp32_file)} if fp32_file else {}
+    fp32_file = _graph_file(Path(cache_dir), model, size) if cache_dir else None
+    paths = {"fp32": fp32_file, "int8": int8_graph_file(fp32_file)} if fp32_file else {}
     if cache_hit(paths.get(precision)):
         if release_model:
             _release(model)
@@ -141,9 +141,9 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     if cache_hit(paths.get("fp32")):
         fp32: Path | bytes = paths["fp32"]
     elif paths:
-        fp32 = _cached(paths["fp32"], lambda f: export_onnx_to(model, size, f), lambda: export_onnx_bytes(model, size))
+        fp32 = _cached(paths["fp32"], lambda f: write_graph(model, size, f), lambda: graph_bytes(model, size))
     else:
-        fp32 = export_onnx_bytes(model, size)
+        fp32 = graph_bytes(model, size)
     if release_model:
         _release(model)
     if precision == "fp32":
@@ -154,13 +154,6 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     return quantize_bytes(fp32)
 
 
-def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
-               cache_dir: str | Path | None | bool = True) -> bytes:
-    """:func:`onnx_graph_source` as bytes."""
-    source = onnx_graph_source(model, size, precision, cache_dir)
-    return source.read_bytes() if isinstance(source, Path) else source
-
-
 class OnnxRuntimeBackend(OnnxDepthSession):
     """An ONNX Runtime CPU session made from a network, standing in for ``model(batch)`` inside
     DepthEstimator (frames go through the torch-free :meth:`OnnxDepthSession.predict`)."""
@@ -168,7 +161,7 @@ class OnnxRuntimeBackend(OnnxDepthSession):
     def __init__(self, model: nn.Module, size: tuple[int, int], *, threads: int | None = None,
                  cache_dir: str | Path | None | bool = True, precision: str = "fp32",
                  release_model: bool = False) -> None:
-        """``cache_dir`` as for :func:`onnx_graph` (with a cache, the session loads the file: less memory);
+        """``cache_dir`` as for :func:`export_graph` (with a cache, the session loads the file: less memory);
         ``precision``: fp32 or int8.
 
         ``release_model``: move ``model``'s tensors to the meta device once the graph is made, before
@@ -177,7 +170,7 @@ class OnnxRuntimeBackend(OnnxDepthSession):
         The module keeps its config and structure; running it then fails loudly.
         """
         size = (int(size[0]), int(size[1]))
-        source = onnx_graph_source(model, size, precision, cache_dir, release_model=release_model)
+        source = export_graph(model, size, precision, cache_dir, release_model=release_model)
         # (the file was just marked most recently used, so pruning by another process cannot take it)
         super().__init__(source, size, precision=precision, threads=threads)
         del source

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from moadepth_core.config import ModelConfig
-from moadepth_core.errors import UNTRAINED_WARNING, DataError, DeviceError, UntrainedError
+from moadepth_core.errors import UNTRAINED_WARNING, DataError, UntrainedError
 from moadepth_core.model.checkpoint import load_checkpoint
 from moadepth_core.model.network import MoADepthCLIP, build_model
-from moadepth_core.runtime.choice import choose_backend, choose_precision, cpu_has_native_bf16
+from moadepth_core.runtime.choice import choose_precision, choose_runtime, cpu_has_native_bf16  # noqa: F401 (choose_precision: scripts/bench.py)
 from moadepth_core.runtime.graph_cache import CachedGraph, checkpoint_alias, write_alias
 from moadepth_core.runtime.onnx_session import check_ort_precision
 from moadepth_core.runtime.processing import (
@@ -37,38 +37,15 @@ from moadepth_core.runtime.torch.backends import (
     CompiledTorchBackend,
     OnnxRuntimeBackend,
     check_backend,
-    onnx_graph_source,
+    export_graph,
 )
+from moadepth_core.runtime.torch.device import choose_device
 from moadepth_core.runtime.torch.precision import weights_dtype
 
+#: The old name, until training/distributed.py (another slice of issue 19) imports choose_device.
+resolve_device = choose_device
+
 log = logging.getLogger("moadepth")
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without one is a clear error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise DeviceError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device '{device}' was requested but torch sees no CUDA GPU on this machine; "
-                          f"use device auto or cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise DeviceError(f"device '{device}' is not supported (use auto, cpu, cuda or cuda:N)")
-    return dev
-
-
-def resolve_runtime(device: str, precision: str, backend: str) -> tuple[torch.device, str, str]:
-    """(device, precision, backend) with every ``auto`` decided: what DepthEstimator will run.
-
-    Precision first, then the backend from the precision (runtime_choice): precision auto with
-    backend auto is fp32 + onnxruntime on every CPU and bf16 (or fp16) + torch on CUDA.
-    """
-    dev = resolve_device(device)
-    prec = choose_precision(precision, dev, backend)
-    return dev, prec, choose_backend(backend, dev, prec)
-
 
 def _model_size(model: MoADepthCLIP, input_size: tuple[int, int] | None) -> tuple[int, int]:
     size = tuple(int(v) for v in (input_size or model.cfg.image_size))
@@ -85,7 +62,7 @@ def _focal_at(train_focal_px: float | None, model: MoADepthCLIP, model_size: tup
 def _record_alias(entry: CachedGraph, checkpoint: str | Path, input_size: tuple[int, int] | None, precision: str,
                   pretrained: str | None) -> None:
     try:
-        alias = checkpoint_alias(entry.graph.parent, checkpoint, input_size, precision, pretrained)
+        alias = checkpoint_alias(entry.graph_file.parent, checkpoint, input_size, precision, pretrained)
     except OSError as exc:  # the checkpoint went away meanwhile: only the next start is slower
         log.warning("could not fingerprint checkpoint %s for the graph cache: %s", checkpoint, exc)
         return
@@ -103,7 +80,8 @@ class DepthEstimator:
         if model is None and not checkpoint and not allow_untrained:  # the one refusal every entry point meets
             raise UntrainedError("no checkpoint given: an untrained network's depth is meaningless; pass a checkpoint "
                                  "(--checkpoint CKPT), or allow_untrained (--allow-untrained) to run it anyway")
-        self.device, self.precision, backend = resolve_runtime(device, precision, backend)
+        device, self.precision, backend = choose_runtime(device, precision, backend)
+        self.device = torch.device(device)
         self.dtype = weights_dtype(self.precision, self.device)
         check_backend(backend, self.device, self.precision)
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
@@ -185,7 +163,7 @@ class DepthEstimator:
         return resize_depth(flip_average(d[0, 0], d[1, 0]), rgb.shape[:2])
 
 
-def cache_graph(checkpoint: str | Path, *, precision: str = "fp32", input_size: tuple[int, int] | None = None,
+def export_to_cache(checkpoint: str | Path, *, precision: str = "fp32", input_size: tuple[int, int] | None = None,
                 pretrained: str | None = None) -> CachedGraph | None:
     """Export ``checkpoint``'s ONNX Runtime graph into the cache and record its alias, without
     loading a session: what a torch-free first start runs in a child (``estimator_loader``).
@@ -203,7 +181,7 @@ def cache_graph(checkpoint: str | Path, *, precision: str = "fp32", input_size: 
     del data
     size = _model_size(model, input_size)
     focal = _focal_at(train_focal_px, model, size)
-    source = onnx_graph_source(model.eval(), size, precision, True, release_model=True)
+    source = export_graph(model.eval(), size, precision, True, release_model=True)
     if not isinstance(source, Path):
         return None
     entry = CachedGraph(source, size, focal)
