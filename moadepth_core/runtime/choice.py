@@ -1,11 +1,11 @@
 """Which precision and backend ``auto`` means on this machine, decided without importing torch
 where the answer does not need it.
 
-Why torch-free: importing torch (and open_clip) costs a process about 750 MB of resident memory and
-3-4 s on the 2-core build machine (docs/PERFORMANCE.md, round eight). A CPU-only robot that finds
-its ONNX Runtime graph cached never runs a torch op, so it should not pay for the import just to
-learn that there is no GPU and no bf16 hardware. Where the answer might need torch (a CUDA driver
-is installed, or the CPU's features cannot be read), torch decides, as before.
+Why torch-free: importing torch and open_clip costs hundreds of MB and seconds (docs/PERFORMANCE.md).
+A CPU-only robot that finds its ONNX Runtime graph cached never runs a torch op, so it should not pay
+for the import just to learn that there is no GPU and no bf16 hardware. Where the answer might need
+torch (a CUDA driver is installed, a device name to check, or CPU features that cannot be read),
+torch is imported here, lazily: the one place in ``runtime/`` outside ``runtime/torch/`` that does.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def choose_precision(precision: str, device, backend: str = "auto") -> str:
     """The concrete precision for ``auto`` (others pass through).
 
     CUDA: bf16 where the GPU supports it, else fp16. CPU with backend auto or onnxruntime: fp32 on
-    every CPU, even one with native bf16, where torch bf16 measured no faster than ONNX Runtime fp32
-    at about three times the memory and start time (docs/PERFORMANCE.md, "auto on a bf16 CPU").
+    every CPU, even one with native bf16, where torch bf16 is no faster than ONNX Runtime fp32 at
+    several times the memory and start time (docs/PERFORMANCE.md, "auto on a bf16 CPU").
     CPU with backend torch or torch_compile: bf16 where the CPU runs it natively, else fp32.
     int8 is never chosen for you, since it changes the depth a little.
     ``device``: a torch.device or its name.

@@ -1,5 +1,5 @@
 """int8 graphs from fp32 ones, with ONNX Runtime's dynamic quantiser. No torch here: the node's
-first start quantises in a child that never imports it (``estimator_loader``).
+first start quantises in a child that never imports it (``runtime.loader``).
 
 What: every MatMul/Gemm gets int8 weights (per output channel, signed) and activations quantised at
 run time (``DynamicQuantizeLinear`` + ``MatMulInteger``). Why dynamic: no calibration set is needed,

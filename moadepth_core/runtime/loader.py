@@ -3,8 +3,7 @@ without torch, else by building :class:`~moadepth_core.runtime.torch.estimator.D
 
 Why: a CPU robot restarting its node on the same checkpoint needs nothing but the graph it exported
 last time. Building the network to find that graph imports torch and open_clip and loads the weights
-(measured on the 2-core build machine, round eight in docs/PERFORMANCE.md). The graph is found from
-the checkpoint's bytes instead (``graph_cache``); any miss (first start, another checkpoint or size,
+(docs/PERFORMANCE.md has the cost). The graph is found from the checkpoint's bytes instead (``graph_cache``); any miss (first start, another checkpoint or size,
 a pruned graph, a GPU that might be there) falls back to the full build, which records the alias for
 the next start. In a process that has not imported torch, that build runs in a child interpreter,
 so that even a first start leaves the node without torch and at its warm-start size.
@@ -97,11 +96,10 @@ def export_in_child(checkpoint: str | Path, precision: str, input_size: tuple[in
     """Build the network and export its graph in a child interpreter, which records the alias; True
     when it did. For int8, a second child, without torch, quantises the fp32 graph the first left.
 
-    Why: the build imports torch and open_clip (~750 MB) and peaks at ~1.3 GB with ViT-B/32 over a
-    weights file (docs/PERFORMANCE.md, round nine). In a child, all of that is returned to the OS when
-    it exits, and the node keeps only the ONNX Runtime session. Quantising needs ~1.2 GB of its own:
-    in the same process as torch the int8 start peaked at 2.3-2.8 GB, in its own child at the larger of
-    the two.
+    Why: the build (torch, open_clip, the weights) and the quantiser each peak at more than the node
+    needs to run. In a child, all of that is returned to the OS when it exits, and the node keeps only
+    the ONNX Runtime session; in separate children the start peaks at the larger of the two, not their
+    sum (docs/PERFORMANCE.md).
     A MoadepthError in a child is raised here with its sentence; any other failure (killed, out of
     memory) is logged and returns False, and the caller builds in this process instead.
     """

@@ -1,17 +1,11 @@
 """Alternative inference backends for :class:`moadepth_core.runtime.torch.estimator.DepthEstimator`.
 
-Why: on a small CPU the runtime matters as much as the network. Measured on the
-2-core AMD EPYC build machine (docs/PERFORMANCE.md), batch 1 at 224x224:
-torch fp32 ≈ 90 ms, ONNX Runtime fp32 ≈ 42 ms, torch bf16 weights ≈ 32 ms.
-So ONNX Runtime is the fast *fp32* path (bit-for-bit the same maths up to float
-rounding), while torch with bf16 weights stays the fastest overall where the
-CPU has AVX-512-bf16/AMX. ORT has no fast bf16 on CPU, hence fp32 there, plus
-``int8``: the same graph with its MatMul/Gemm weights quantised per output channel and
-activations quantised per call (ONNX Runtime dynamic quantisation). On the 2-core
-Intel Xeon without bf16 hardware (AVX512-VNNI) it ran 37-39 ms against 64-75 ms fp32.
-``torch_compile`` (Inductor with frozen, pre-packed weights) is ~1.4x faster
-again than eager torch at bf16 (eager 29.8 ms -> 21.3 ms at 224x224, measured
-side by side), at the price of a C++ compiler on the robot and ~30-50 s of
+Why: on a small CPU the runtime matters as much as the network (docs/PERFORMANCE.md has the
+figures). ONNX Runtime is the fast *fp32* path (the same maths up to float rounding); it has no fast
+bf16 on a CPU, so it runs fp32 and ``int8`` (the same graph with its MatMul/Gemm weights quantised per
+output channel, activations per call: ``runtime.int8``). torch with bf16 weights is fastest where the
+CPU has AVX-512-bf16/AMX. ``torch_compile`` (Inductor with frozen, pre-packed weights) is faster
+again than eager torch, at the price of a C++ compiler on the robot and tens of seconds of
 compilation when the estimator is built (Inductor caches the kernels on disk).
 
 The exported graph returns only what :meth:`DepthEstimator.predict` consumes
@@ -62,7 +56,7 @@ class DepthOutputs(nn.Module):
 
 def write_graph(model: nn.Module, size: tuple[int, int], f: BinaryIO, opset: int | None = None) -> None:
     """Write the ONNX graph of ``model`` (fp32, batch 1, input ``image`` (1,3,H,W) in [0, 1]) to ``f``,
-    one weight at a time (:mod:`onnx_writer`: no second copy of the weights in memory).
+    one weight at a time (:mod:`~moadepth_core.runtime.torch.onnx_writer`: no second copy of the weights in memory).
 
     Uses the dynamo exporter: the TorchScript one cannot export the fused
     ``_native_multi_head_attention`` that frozen CLIP blocks take in eval mode.
@@ -107,7 +101,7 @@ def _release(model: nn.Module) -> None:
 def _cached(path: Path, build: Callable[[BinaryIO], None], fallback: Callable[[], bytes]) -> Path | bytes:
     """``path`` once ``build`` wrote it there (atomically), or ``fallback()`` where it cannot be written."""
     try:
-        write_atomic(path, build, fsync=False)  # a cache: hundreds of MB, rebuilt from the weights
+        write_atomic(path, build, fsync=False)  # a cache of hundreds of MB: not worth a flush per export
     except OSError as exc:  # a read-only home must not stop inference
         log.warning("could not cache the ONNX graph in %s: %s", path.parent, exc)
         return fallback()
@@ -125,8 +119,8 @@ def export_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32
     ``release_model``: move ``model``'s tensors to the meta device as soon as the fp32 graph exists
     (before quantising, and before the caller loads a session): the graph holds its own copy.
 
-    Why a file: ONNX Runtime loading the ViT-B/32 fp32 graph from its path peaks at 648 MB of RSS,
-    against 1108 MB from the same graph handed over as bytes (and 648 vs 790 MB steady).
+    Why a file: ONNX Runtime maps a graph it loads from its path, and peaks far lower than with the
+    same graph handed over as bytes (docs/PERFORMANCE.md).
     """
     check_ort_precision(precision)
     size = (int(size[0]), int(size[1]))
@@ -166,7 +160,7 @@ class OnnxRuntimeBackend(OnnxDepthSession):
 
         ``release_model``: move ``model``'s tensors to the meta device once the graph is made, before
         the session loads it. ONNX Runtime holds its own copy of the weights, so the torch copy is
-        dead weight (ViT-B/32 fp32, estimator alone: steady RSS 2064 -> 1620 MB, peak 2293 -> 1949 MB).
+        dead weight (docs/PERFORMANCE.md).
         The module keeps its config and structure; running it then fails loudly.
         """
         size = (int(size[0]), int(size[1]))
@@ -218,8 +212,8 @@ class CompiledTorchBackend:
 
         # Every batch, the build-time one included, as a fresh contiguous inference tensor: a frame
         # converted from HWC has channels-last strides, and a tensor made outside inference mode
-        # another dispatch key set; either failed Dynamo's guards and recompiled the graph (~40 s
-        # on 2 cores) on the first real frame. The copy is 150k values.
+        # another dispatch key set; either failed Dynamo's guards and recompiled the graph (tens of
+        # seconds) on the first real frame. The copy is one small frame.
         with inductor_config.patch(freezing=True), torch.inference_mode():
             depth, unc = self._fn(batch.clone(memory_format=torch.contiguous_format))
         return {"depth": depth, "uncertainty": unc}

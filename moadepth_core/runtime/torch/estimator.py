@@ -1,12 +1,10 @@
 """DepthEstimator: an RGB array in, metric depth (and confidence) out.
 
-Device and precision are arguments, never globals. bf16 on CPU means bf16
-*weights* (measured faster than autocast); fp16 is CUDA-only. What ``auto``
-means is decided in ``runtime_choice``: with backend torch on the CPU it picks
-bf16 only where the hardware runs it natively, since elsewhere oneDNN emulates
-bf16 at about half fp32's speed (docs/PERFORMANCE.md). ``int8`` (backend onnxruntime only)
-quantises the linears' weights and activations: the fastest CPU path where there
-is no bf16 hardware, at a small, measurable cost in accuracy.
+Device and precision are arguments, never globals. bf16 means bf16 *weights* (``precision``); fp16
+is CUDA-only. What ``auto`` means is decided in ``runtime.choice``: with backend torch on the CPU,
+bf16 only where the hardware runs it natively, since elsewhere it is emulated and slower than fp32
+(docs/PERFORMANCE.md). ``int8`` (backend onnxruntime only) quantises the linears: the fastest CPU
+path where there is no bf16 hardware, at a small, measurable cost in accuracy.
 """
 
 from __future__ import annotations
@@ -107,7 +105,7 @@ class DepthEstimator:
             p.data = p.data.to(self.dtype)
         self.model_size = _model_size(model, input_size)
         self.train_focal_px = _focal_at(self.train_focal_px, model, self.model_size)
-        # backend onnxruntime: same network exported once at model_size (docs/PERFORMANCE.md).
+        # backend onnxruntime: the same network exported once at model_size (docs/PERFORMANCE.md).
         # backend torch_compile: Inductor, compiled here so the first frame is not the slow one.
         self._runtime = None
         if backend == "onnxruntime":
@@ -116,7 +114,7 @@ class DepthEstimator:
                                                release_model=owns_model)
             if self._runtime.graph_file is not None and data.get("backbone", {}).get("fingerprint") is not None:
                 # the next start finds this graph from the checkpoint's bytes, without torch
-                # (estimator_loader); only for checkpoints whose CLIP weights were just verified
+                # (runtime.loader); only for checkpoints whose CLIP weights were just verified
                 self._record_alias(checkpoint, input_size, pretrained)
         elif backend == "torch_compile":
             self._runtime = CompiledTorchBackend(self.model, self.model_size, self.device, self.dtype)
@@ -166,7 +164,7 @@ class DepthEstimator:
 def export_to_cache(checkpoint: str | Path, *, precision: str = "fp32", input_size: tuple[int, int] | None = None,
                 pretrained: str | None = None) -> CachedGraph | None:
     """Export ``checkpoint``'s ONNX Runtime graph into the cache and record its alias, without
-    loading a session: what a torch-free first start runs in a child (``estimator_loader``).
+    loading a session: what a torch-free first start runs in a child (``runtime.loader``).
     None when there is no writable cache or the checkpoint has no CLIP fingerprint to trust.
 
     Why not a DepthEstimator: it would load the graph into ONNX Runtime only to throw it away, and
