@@ -12,11 +12,15 @@ from pathlib import Path
 from moadepth_core.cli._args import add_model_args, add_runtime_args, make_estimator
 from moadepth_core.errors import DataError, cli_entry
 from moadepth_core.evaluation import colorize
-from moadepth_core.evaluation.evaluate import evaluate_source, open_eval_source, sample_grid, write_rows_csv
+from moadepth_core.evaluation.evaluate import (
+    NYU_FORMATS,
+    evaluate_source,
+    open_eval_source,
+    sample_grid,
+    write_rows_csv,
+)
 from moadepth_core.evaluation.metrics import METRIC_KEYS
 from moadepth_core.files import write_atomic
-
-NYU_FORMATS = ("nyu_mat", "file_list")
 
 
 def build_parser() -> argparse.ArgumentParser:

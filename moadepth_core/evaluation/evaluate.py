@@ -25,6 +25,9 @@ from moadepth_core.runtime.torch.estimator import DepthEstimator
 
 log = logging.getLogger("moadepth")
 
+#: Formats scored with the Eigen crop by default (evaluate and the trainer's validation).
+NYU_FORMATS = ("nyu_mat", "file_list")
+
 
 def predict_depth(est: DepthEstimator, rgb: np.ndarray, flip_tta: bool = False) -> np.ndarray:
     """HxW float32 metres at ``rgb``'s size; ``flip_tta`` averages with the mirrored image's prediction."""
