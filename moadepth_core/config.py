@@ -230,7 +230,10 @@ def load_yaml(path: str | Path, cls: type[T] = TrainConfig) -> T:  # type: ignor
 
 
 def save_yaml(obj: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+    """Write a config as YAML, atomically (a run killed mid-write keeps the old file)."""
+    from moadepth_core.files import write_atomic
+
+    write_atomic(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
 def apply_overrides(obj: T, overrides: dict[str, Any], *, source: str = "command line") -> T:

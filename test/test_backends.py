@@ -9,12 +9,14 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from moadepth_core.errors import DeviceError
-from moadepth_core.runtime.torch.backends import OnnxRuntimeBackend, _cache_file, check_backend
+from moadepth_core.runtime.processing import prepare_input
+from moadepth_core.runtime.torch.backends import OnnxRuntimeBackend, _graph_file, check_backend
 from moadepth_core.runtime.torch.estimator import DepthEstimator
 from model_cache import fresh_model
 
@@ -68,7 +70,7 @@ def test_onnxruntime_predict_runs_no_torch_op_and_prepares_bit_for_bit(estimator
     the torch preprocessing, so both routes give identical depth."""
     _, ort = estimators
     rgb = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(ort._runtime.prepare(ort.resize_input(rgb)), ort.preprocess(rgb).numpy())
+    np.testing.assert_array_equal(prepare_input(rgb, ort.model_size), ort.preprocess(rgb).numpy())
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         res = ort.predict(rgb, output_size="model")
         conf = res.confidence
@@ -76,6 +78,28 @@ def test_onnxruntime_predict_runs_no_torch_op_and_prepares_bit_for_bit(estimator
     via_torch = ort.forward(ort.preprocess(rgb))
     np.testing.assert_array_equal(res.depth, via_torch["depth"][0, 0].numpy())
     np.testing.assert_array_equal(conf, (1.0 - via_torch["uncertainty"][0, 0]).clamp(0, 1).numpy())
+
+
+def _flip_averaged_through_torch(est, rgb):
+    """Flip averaging as evaluate.predict_depth did it before it moved onto the estimator (torch ops)."""
+    x = est.preprocess(rgb)
+    if est.backend == "torch":
+        d = est.forward(torch.cat([x, x.flip(-1)]))["depth"].float()
+    else:
+        d = torch.cat([est.forward(x)["depth"], est.forward(x.flip(-1))["depth"]]).float()
+    depth = (0.5 * (d[0, 0] + d[1, 0].flip(-1))).cpu().numpy()
+    return cv2.resize(depth, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def test_flip_averaging_on_the_estimator_gives_the_torch_route_numbers_and_onnxruntime_runs_no_torch_op(estimators):
+    rgb = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    for est in estimators:
+        got = est.predict_flip_averaged(rgb)
+        assert got.shape == (120, 160) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, _flip_averaged_through_torch(est, rgb))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        estimators[1].predict_flip_averaged(rgb)
+    assert [e.name for e in prof.events() if e.name.startswith("aten::")] == []
 
 
 def test_onnxruntime_releases_the_torch_weights_it_loaded(onnx_cache, tmp_path):
@@ -102,12 +126,12 @@ def test_onnxruntime_threads_stop_spinning_once_a_run_ends(onnx_cache):
 
     import onnxruntime as ort
 
-    from moadepth_core.runtime.torch.backends import onnx_graph
+    from moadepth_core.runtime.torch.backends import export_graph
 
     ours = OnnxRuntimeBackend(_small_model(), SIZE, threads=2, cache_dir=onnx_cache)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
-    default = ort.InferenceSession(onnx_graph(_small_model(), SIZE, "fp32", onnx_cache), so,
+    default = ort.InferenceSession(str(export_graph(_small_model(), SIZE, "fp32", onnx_cache)), so,
                                    providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((1, 3, *SIZE), dtype=np.float32)
 
@@ -134,7 +158,7 @@ def test_onnxruntime_forward_outputs_and_shape_check(estimators):
 
 def test_onnx_cache_is_reused(onnx_cache):
     model = _small_model()
-    path = _cache_file(onnx_cache, model, SIZE)
+    path = _graph_file(onnx_cache, model, SIZE)
     assert path.is_file()
     stamp = path.stat().st_ino
     backend = OnnxRuntimeBackend(model, SIZE, cache_dir=onnx_cache)  # loads, does not export again
@@ -196,16 +220,16 @@ def test_onnx_cache_key_changes_with_the_graph_version(onnx_cache, monkeypatch):
     from moadepth_core.runtime import graph_cache
 
     model = _small_model()
-    old = _cache_file(onnx_cache, model, SIZE)
+    old = _graph_file(onnx_cache, model, SIZE)
     monkeypatch.setattr(graph_cache, "GRAPH_VERSION", graph_cache.GRAPH_VERSION + 1)
-    assert _cache_file(onnx_cache, model, SIZE) != old
+    assert _graph_file(onnx_cache, model, SIZE) != old
 
 
 def test_onnx_cache_keeps_the_most_recently_used_graphs(onnx_cache, tmp_path):
     """Every retrained checkpoint adds graphs of hundreds of MB: the cache keeps the newest few, and
     using a graph counts as new (a node restarted on an old checkpoint keeps its graph)."""
     from moadepth_core.runtime.graph_cache import CACHE_KEEP, prune_cache
-    from moadepth_core.runtime.torch.backends import onnx_graph
+    from moadepth_core.runtime.torch.backends import export_graph
 
     folder = tmp_path / "cache"
     folder.mkdir()
@@ -220,9 +244,9 @@ def test_onnx_cache_keeps_the_most_recently_used_graphs(onnx_cache, tmp_path):
     assert all(f.exists() for f in files[:CACHE_KEEP]) and other.exists()
     # a cache hit refreshes the graph's time
     model = _small_model()
-    path = _cache_file(onnx_cache, model, SIZE)
+    path = _graph_file(onnx_cache, model, SIZE)
     os.utime(path, ns=(1, 1))
-    onnx_graph(model, SIZE, "fp32", onnx_cache)
+    export_graph(model, SIZE, "fp32", onnx_cache)
     assert path.stat().st_mtime_ns > 1
 
 
@@ -247,12 +271,12 @@ def test_onnxruntime_int8_is_quantised_and_keeps_the_depth(estimators, onnx_cach
 
     ref, _ = estimators
     model = _small_model()
-    fp32_file = _cache_file(onnx_cache, model, SIZE)
+    fp32_file = _graph_file(onnx_cache, model, SIZE)
     stamp = fp32_file.stat().st_ino
     q = DepthEstimator(None, model=model, device="cpu", precision="int8", backend="onnxruntime")
     assert q.precision == "int8"
     assert fp32_file.stat().st_ino == stamp  # quantised from the cache, not exported again
-    int8_file = _cache_file(onnx_cache, model, SIZE, "int8")
+    int8_file = _graph_file(onnx_cache, model, SIZE, "int8")
     ops = Counter(n.op_type for n in onnx.load(str(int8_file)).graph.node)
     assert ops["MatMulInteger"] >= 4 * 12 and ops["DynamicQuantizeLinear"] > 0, ops  # 4 linears per block
     rng = np.random.default_rng(1)

@@ -14,7 +14,8 @@ import torch
 from moadepth_core.errors import CheckpointError, DeviceError, UntrainedError
 from moadepth_core.model.checkpoint import load_checkpoint, save_checkpoint
 from moadepth_core.runtime import choice as runtime_choice
-from moadepth_core.runtime.torch.estimator import DepthEstimator, choose_precision
+from moadepth_core.runtime.choice import choose_precision
+from moadepth_core.runtime.torch.estimator import DepthEstimator
 from model_cache import fresh_model
 
 SIZE = [64, 96]
@@ -168,3 +169,40 @@ def test_summary_json_reports_paper_sized_adapters():
     assert info["tuned_blocks"] == [8, 9, 10, 11]
     p = info["parameters"]
     assert p["total"] == p["backbone_frozen"] + p["backbone_tuned"] + p["adapters"] + p["decoder_heads"]
+
+
+def test_untrained_is_refused_first_with_the_flag_named():
+    """One refusal for every entry point, before any device or precision check."""
+    with pytest.raises(UntrainedError, match=r"--allow-untrained"):
+        DepthEstimator(None, device="cpu", precision="fp16")
+
+
+def test_precision_to_dtype_for_inference_and_training():
+    from moadepth_core.runtime.torch.precision import autocast_dtype, weights_dtype
+
+    cpu = torch.device("cpu")
+    assert weights_dtype("bf16", cpu) == torch.bfloat16 and weights_dtype("int8", cpu) == torch.float32
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16
+    for fn in (weights_dtype, autocast_dtype):  # the same sentence for both
+        with pytest.raises(DeviceError, match=r"^precision fp16 needs a CUDA device; on CPU use bf16 or fp32$"):
+            fn("fp16", cpu)
+    with pytest.raises(DeviceError, match="int8 is for inference"):
+        autocast_dtype("int8", cpu)
+
+
+def test_a_failed_checkpoint_save_leaves_the_previous_file_and_no_temp(tmp_path):
+    from moadepth_core.files import write_atomic
+
+    path = tmp_path / "run" / "last.pt"
+    write_atomic(path, b"old")
+
+    def broken(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, broken)
+    assert path.read_bytes() == b"old" and [p.name for p in path.parent.iterdir()] == ["last.pt"]
+    write_atomic(path, "new text")
+    assert path.read_text() == "new text"

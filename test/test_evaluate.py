@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from depth_node_harness import checkpoint_file
-from moadepth_core.cli import export, predict
+from moadepth_core.cli import evaluate, export, predict
 from moadepth_core.data.synth import SynthConfig, generate
-from moadepth_core.evaluation import evaluate
 from moadepth_core.evaluation.metrics import METRIC_KEYS
 from moadepth_core.model.checkpoint import save_checkpoint
 from model_cache import fresh_model

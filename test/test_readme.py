@@ -148,9 +148,12 @@ def test_readme_runs_the_checkpoint_the_demo_trains() -> None:
     out = re.search(r"^OUT=\$\{DEMO_OUT:-([^}]+)\}", demo, flags=re.M).group(1)
     ckpt = re.search(r"^\s*CKPT=\$OUT/(\S+)$", demo, flags=re.M).group(1)
     assert first == f"{out}/{ckpt}", "the README's first node command does not run the demo's checkpoint"
+    from moadepth_core.training.run_files import BEST_CHECKPOINT
+
+    assert Path(ckpt).name == BEST_CHECKPOINT, "the demo hands the node another file than the best checkpoint"
     trainer = (REPO / "moadepth_core" / "training" / "trainer.py").read_text()
-    assert f'self.save("{Path(ckpt).name}", metrics, with_state=False)' in trainer, \
-        "the demo hands the node a file the trainer does not write without optimiser state"
+    assert "self.save(BEST_CHECKPOINT, metrics, with_state=False)" in trainer, \
+        "the trainer writes the best checkpoint with optimiser state"
 
 
 def _tracked_text_files() -> list[Path]:

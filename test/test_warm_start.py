@@ -20,12 +20,12 @@ from moadepth_core.runtime import choice as runtime_choice
 from moadepth_core.runtime import graph_cache
 from moadepth_core.runtime.loader import (
     CachedGraphEstimator,
-    cached_graph_for,
+    find_cached_graph,
     load_estimator,
-    plan_runtime,
 )
 from moadepth_core.runtime.onnx_session import default_threads
-from moadepth_core.runtime.torch.estimator import DepthEstimator, resolve_runtime
+from moadepth_core.runtime.torch.device import choose_device
+from moadepth_core.runtime.torch.estimator import DepthEstimator
 from model_cache import fresh_model
 
 SIZE = [64, 96]
@@ -80,14 +80,14 @@ def test_auto_on_a_cpu_with_and_without_native_bf16(monkeypatch, native):
     monkeypatch.setenv(runtime_choice.CPU_BF16_ENV, "1" if native else "0")
     assert runtime_choice.cpu_bf16_facts() == (native, f"MOADEPTH_CPU_BF16={int(native)}")
     # the defaults: ONNX Runtime fp32 on every CPU, so the node needs no torch (PERFORMANCE.md says why)
-    chosen = plan_runtime("cpu", "auto", "auto")
+    chosen = runtime_choice.choose_runtime("cpu", "auto", "auto")
     assert chosen == ("cpu", "fp32", "onnxruntime")
     line = runtime_choice.explain_choice("cpu", "auto", "auto", chosen)
     assert line.startswith("runtime: cpu fp32 on onnxruntime (device cpu, precision auto, backend auto: ")
     assert f"this CPU {'has' if native else 'has no'} native bf16 (per MOADEPTH_CPU_BF16={int(native)})" in line
     assert ("precision bf16 selects it" in line) == native
     # backend torch chosen by the user: auto precision is bf16 only where the CPU runs it natively
-    chosen = plan_runtime("cpu", "auto", "torch")
+    chosen = runtime_choice.choose_runtime("cpu", "auto", "torch")
     assert chosen == ("cpu", "bf16" if native else "fp32", "torch")
     assert f"auto precision with backend torch is {chosen[1]}" in runtime_choice.explain_choice(
         "cpu", "auto", "torch", chosen)
@@ -101,21 +101,23 @@ def test_a_cpu_bf16_override_that_is_not_yes_or_no_is_one_sentence(monkeypatch):
 
     monkeypatch.setenv(runtime_choice.CPU_BF16_ENV, "maybe")
     with pytest.raises(ConfigError, match=r"^MOADEPTH_CPU_BF16='maybe' is not a yes/no answer: use 1 .* or 0 "):
-        plan_runtime("cpu", "auto", "torch")
+        runtime_choice.choose_runtime("cpu", "auto", "torch")
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])
 @pytest.mark.parametrize("precision", ["auto", "fp32", "int8", "bf16"])
 @pytest.mark.parametrize("backend", ["auto", "onnxruntime", "torch"])
 def test_runtime_decided_without_torch_is_the_one_torch_decides(device, precision, backend):
-    plan = runtime_choice.cpu_runtime_without_torch(device, precision, backend)
-    dev, prec, be = resolve_runtime(device, precision, backend)
+    plan = runtime_choice.choose_cpu_runtime(device, precision, backend)
+    dev = choose_device(device)  # torch's answer, as on a machine that may have a GPU
+    prec = runtime_choice.choose_precision(precision, dev, backend)
+    be = runtime_choice.choose_backend(backend, dev, prec)
     if plan is None:  # only where a GPU might be there
         assert device == "auto" and not runtime_choice.cuda_certainly_absent()
     else:
         assert dev.type == "cpu" and plan == (prec, be)
-    assert plan_runtime(device, precision, backend) == (str(dev), prec, be)
-    assert runtime_choice.cpu_runtime_without_torch("cuda", precision, backend) is None
+    assert runtime_choice.choose_runtime(device, precision, backend) == (str(dev), prec, be)
+    assert runtime_choice.choose_cpu_runtime("cuda", precision, backend) is None
 
 
 def test_default_threads_without_torch_are_torchs(tmp_path):
@@ -177,9 +179,9 @@ def test_an_alias_whose_graph_was_pruned_is_a_miss_and_goes_too(cache, checkpoin
     graph = load_estimator(checkpoint, **ORT).graph_file
     aside = tmp_path / graph.name  # moved away and back: the same bytes without exporting again
     graph.rename(aside)
-    assert cached_graph_for(checkpoint, **ORT) is None  # a miss, not a crash
+    assert find_cached_graph(checkpoint, **ORT) is None  # a miss, not a crash
     aside.rename(graph)
-    assert cached_graph_for(checkpoint, **ORT) is not None
+    assert find_cached_graph(checkpoint, **ORT) is not None
     naming = {a for a in cache.glob(f"{graph_cache.ALIAS_PREFIX}*.json")
               if json.loads(a.read_text())["graph"] == graph.name}
     others = set(cache.iterdir()) - naming - {graph}
@@ -188,7 +190,7 @@ def test_an_alias_whose_graph_was_pruned_is_a_miss_and_goes_too(cache, checkpoin
     assert set(graph_cache.prune_cache(cache)) == naming  # the aliases of other graphs stay
     assert set(cache.iterdir()) == others
     aside.rename(graph)
-    assert cached_graph_for(checkpoint, **ORT) is None  # the alias went with it
+    assert find_cached_graph(checkpoint, **ORT) is None  # the alias went with it
     # the next start builds in full (the graph is found by its weights) and records the alias again
     assert isinstance(load_estimator(checkpoint, **ORT), DepthEstimator)
     assert isinstance(load_estimator(checkpoint, **ORT), CachedGraphEstimator)

@@ -11,7 +11,7 @@ COMMANDS = {
     "summary": ("moadepth_core.cli.summary", "parameter counts per part of the network"),
     "synth": ("moadepth_core.cli.synth", "procedural RGB-D scenes with exact depth (folder and rosbag2)"),
     "train": ("moadepth_core.cli.train", "train or fine-tune (CPU, one GPU, or torchrun DDP)"),
-    "evaluate": ("moadepth_core.evaluation.evaluate", "NYU-protocol metrics on a dataset"),
+    "evaluate": ("moadepth_core.cli.evaluate", "NYU-protocol metrics on a dataset"),
     "predict": ("moadepth_core.cli.predict", "depth .npy + colourised PNG per image"),
     "export": ("moadepth_core.cli.export", "ONNX export, checked against torch"),
 }

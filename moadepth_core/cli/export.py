@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from moadepth_core.cli._args import add_model_args, make_estimator
 from moadepth_core.errors import DataError, MoadepthError, cli_entry
-from moadepth_core.evaluation.evaluate import add_model_args, make_estimator
-from moadepth_core.runtime.graph_cache import write_atomic
-from moadepth_core.runtime.torch.backends import DepthOutputs, export_onnx_to
+from moadepth_core.files import write_atomic
+from moadepth_core.runtime.torch.backends import DepthOutputs, write_graph
 
 log = logging.getLogger("moadepth")
 
@@ -30,7 +30,7 @@ def export_onnx(model: nn.Module, path: str | Path, size_hw: Sequence[int], opse
     """Write ``model`` (fp32, CPU, eval) as one self-contained ONNX file at ``path``, atomically."""
     path = Path(path)
     model = model.float().cpu().eval()
-    write_atomic(path, lambda f: export_onnx_to(model, (int(size_hw[0]), int(size_hw[1])), f, opset))
+    write_atomic(path, lambda f: write_graph(model, (int(size_hw[0]), int(size_hw[1])), f, opset))
     return path
 
 

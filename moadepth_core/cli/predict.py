@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from moadepth_core.cli._args import add_model_args, add_runtime_args, make_estimator
 from moadepth_core.data import read_rgb
 from moadepth_core.errors import DataError, cli_entry
 from moadepth_core.evaluation import colorize
-from moadepth_core.evaluation.evaluate import add_model_args, add_runtime_args, make_estimator, predict_depth
+from moadepth_core.evaluation.evaluate import predict_depth
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""`moadepth evaluate`: the NYU protocol (docs/PAPER.md) on any RGB-D source, plus the one predict-a-frame path.
+"""The NYU protocol (docs/PAPER.md) on any RGB-D source, plus the one predict-a-frame path; the
+``moadepth evaluate`` command is :mod:`moadepth_core.cli.evaluate`.
 
 :func:`predict_depth` is shared by ``predict``, ``evaluate`` and the trainer's validation, so
 the depth a user sees, the depth that is scored and the depth that picks ``best.pt`` come from
@@ -8,42 +9,29 @@ scoring, as the protocol requires (scoring at network resolution flatters coarse
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
+import io
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from moadepth_core.errors import DataError, cli_entry
+from moadepth_core.errors import DataError
 from moadepth_core.evaluation import colorize
 from moadepth_core.evaluation.metrics import METRIC_KEYS, aggregate, compute_metrics
+from moadepth_core.files import write_atomic
 from moadepth_core.runtime.torch.estimator import DepthEstimator
 
 log = logging.getLogger("moadepth")
 
+#: Formats scored with the Eigen crop by default (evaluate and the trainer's validation).
 NYU_FORMATS = ("nyu_mat", "file_list")
 
 
 def predict_depth(est: DepthEstimator, rgb: np.ndarray, flip_tta: bool = False) -> np.ndarray:
     """HxW float32 metres at ``rgb``'s size; ``flip_tta`` averages with the mirrored image's prediction."""
-    if not flip_tta:
-        return est.predict(rgb).depth
-    import cv2
-
-    x = est.preprocess(rgb)
-    if est.backend == "torch":
-        d = est.forward(torch.cat([x, x.flip(-1)]))["depth"].float()
-    else:  # the compiled and ONNX graphs are fixed at batch 1
-        d = torch.cat([est.forward(x)["depth"], est.forward(x.flip(-1))["depth"]]).float()
-    depth = (0.5 * (d[0, 0] + d[1, 0].flip(-1))).cpu().numpy()
-    if depth.shape != rgb.shape[:2]:
-        depth = cv2.resize(depth, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return depth.astype(np.float32, copy=False)
+    return est.predict_flip_averaged(rgb) if flip_tta else est.predict(rgb).depth
 
 
 def spread_indices(n: int, k: int | None) -> list[int]:
@@ -106,15 +94,13 @@ def sample_grid(samples: list[tuple], max_depth: float = 10.0) -> np.ndarray:
 
 
 def write_rows_csv(path: Path, rows: list[dict]) -> None:
-    """Per-image metrics, written via a temp file + rename so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["name", *METRIC_KEYS, "valid_pixels"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k) for k in w.fieldnames})
-    tmp.replace(path)
+    """Per-image metrics as CSV, written atomically."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["name", *METRIC_KEYS, "valid_pixels"])
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k) for k in w.fieldnames})
+    write_atomic(path, buf.getvalue())
 
 
 def open_eval_source(data: str, split: str | None = None, **options):
@@ -123,113 +109,3 @@ def open_eval_source(data: str, split: str | None = None, **options):
 
     fmt = detect_format(data)
     return open_source(data, split=split, **options), fmt
-
-
-def make_estimator(checkpoint: str | None, allow_untrained: bool, device: str = "auto",
-                   pretrained: str | None = None, image_size: Sequence[int] | None = None, *,
-                   backend: str = "torch", precision: str = "fp32") -> DepthEstimator:
-    """The estimator every CLI uses; no checkpoint is refused unless ``allow_untrained`` (then loudly warned)."""
-    from moadepth_core.config import ModelConfig
-
-    cfg = ModelConfig(pretrained="none")
-    if image_size:
-        cfg.image_size = [int(v) for v in image_size]
-    if checkpoint is None and not allow_untrained:
-        from moadepth_core.errors import UntrainedError
-
-        raise UntrainedError("no --checkpoint given: an untrained network's depth is meaningless; pass "
-                             "--checkpoint CKPT, or --allow-untrained to run it anyway")
-    return DepthEstimator(checkpoint, allow_untrained=allow_untrained, device=device, model_config=cfg,
-                          pretrained=pretrained, backend=backend, precision=precision)
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", help="trained checkpoint (.pt)")
-    p.add_argument("--allow-untrained", action="store_true",
-                   help="run a randomly initialised network when no checkpoint is given (meaningless depth)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--pretrained", default=None,
-                   help="where the frozen CLIP weights are now (hub tag or file), if they moved since training")
-
-
-def add_runtime_args(p: argparse.ArgumentParser) -> None:
-    """How the network runs: the node's backends and precisions, so their accuracy can be checked offline."""
-    from moadepth_core.runtime.torch.backends import BACKENDS
-
-    p.add_argument("--backend", default="torch", choices=("auto", *BACKENDS),
-                   help="inference runtime (default torch; auto: what depth_node picks); see docs/PERFORMANCE.md")
-    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16", "int8"),
-                   help="default fp32; int8 runs on onnxruntime (--backend onnxruntime or auto): score it "
-                        "here before deploying it")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="moadepth evaluate", description=__doc__.split("\n\n")[0])
-    add_model_args(p)
-    add_runtime_args(p)
-    p.add_argument("--data", required=True, help="NYU .mat, NYU file list, folder, or rosbag2")
-    p.add_argument("--split", default="test", help="NYU .mat split: train | test | all (default test)")
-    p.add_argument("--json", help="write the summary here")
-    p.add_argument("--out", help="folder for per_image.csv and samples.png")
-    p.add_argument("--eigen-crop", action=argparse.BooleanOptionalAction, default=None,
-                   help="Eigen crop (default: on for NYU data, off otherwise)")
-    p.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped prediction")
-    p.add_argument("--median-scaling", action="store_true",
-                   help="scale each prediction by median(gt)/median(pred): relative, not metric, evaluation")
-    p.add_argument("--max-images", type=int, default=None, help="evaluate at most N images, evenly spread")
-    p.add_argument("--samples", type=int, default=4, help="rows in the samples.png grid")
-    p.add_argument("--depth-scale", type=float, default=None, help="16-bit depth units per metre (folders)")
-    p.add_argument("--image-topic", help="rosbag2: colour image topic")
-    p.add_argument("--depth-topic", help="rosbag2: depth image topic")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.max_images is not None and args.max_images < 1:
-        raise DataError(f"--max-images must be at least 1, got {args.max_images}")
-    from moadepth_core.data import detect_format
-
-    fmt = detect_format(args.data)
-    options = {}
-    if args.depth_scale is not None and fmt in ("folder", "tum"):
-        options["depth_scale"] = args.depth_scale
-    if fmt == "bag":
-        options.update({k: v for k, v in (("image_topic", args.image_topic), ("depth_topic", args.depth_topic))
-                        if v})
-    source, fmt = open_eval_source(args.data, split=args.split, **options)
-    if len(source) == 0:
-        raise DataError(f"{args.data} holds no frames to evaluate")
-    eigen = fmt in NYU_FORMATS if args.eigen_crop is None else args.eigen_crop
-    est = make_estimator(args.checkpoint, args.allow_untrained, args.device, args.pretrained,
-                         backend=args.backend, precision=args.precision)
-    summary, rows, samples = evaluate_source(
-        est, source, eigen_crop=eigen, median_scaling=args.median_scaling, flip_tta=args.flip_tta,
-        max_images=args.max_images, keep_samples=args.samples if args.out else 0, progress=not args.quiet)
-    summary = {**summary, "checkpoint": args.checkpoint, "untrained": est.untrained, "data": str(args.data),
-               "split": args.split if fmt == "nyu_mat" else None, "eigen_crop": eigen,
-               "flip_tta": args.flip_tta, "median_scaling": args.median_scaling, "backend": est.backend,
-               "precision": est.precision}
-    if args.out:
-        out = Path(args.out)
-        write_rows_csv(out / "per_image.csv", rows)
-        if samples:
-            colorize.save_png(out / "samples.png", sample_grid(samples, est.model.cfg.max_depth))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(path)
-    print(f"{summary['images']} images, {summary['valid_pixels']} valid pixels"
-          f"{' (Eigen crop)' if eigen else ''}{' (flip TTA)' if args.flip_tta else ''}"
-          f"{' (median scaled: relative metrics)' if args.median_scaling else ''}")
-    print("  ".join(f"{k} {summary[k]:.4f}" for k in METRIC_KEYS))
-    return 0
-
-
-main = cli_entry(_main, prog="moadepth evaluate")
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,26 +22,11 @@ import torch
 from moadepth_core import __version__
 from moadepth_core.config import ModelConfig, from_dict, to_dict
 from moadepth_core.errors import CheckpointError, ConfigError
+from moadepth_core.files import write_atomic
 from moadepth_core.model.network import MoADepthCLIP, build_model
 
 FORMAT = "moadepth-checkpoint"
 FORMAT_VERSION = 1
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, model: MoADepthCLIP, *, train_focal_px: float | None = None,
@@ -62,7 +46,7 @@ def save_checkpoint(path: str | Path, model: MoADepthCLIP, *, train_focal_px: fl
         "training_state": training_state,
         **(extra or {}),
     }
-    atomic_torch_save(payload, path)
+    write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """Which precision and backend ``auto`` means on this machine, decided without importing torch
 where the answer does not need it.
 
-Why torch-free: importing torch (and open_clip) costs a process about 750 MB of resident memory and
-3-4 s on the 2-core build machine (docs/PERFORMANCE.md, round eight). A CPU-only robot that finds
-its ONNX Runtime graph cached never runs a torch op, so it should not pay for the import just to
-learn that there is no GPU and no bf16 hardware. Where the answer might need torch (a CUDA driver
-is installed, or the CPU's features cannot be read), torch decides, as before.
+Why torch-free: importing torch and open_clip costs hundreds of MB and seconds (docs/PERFORMANCE.md).
+A CPU-only robot that finds its ONNX Runtime graph cached never runs a torch op, so it should not pay
+for the import just to learn that there is no GPU and no bf16 hardware. Where the answer might need
+torch (a CUDA driver is installed, a device name to check, or CPU features that cannot be read),
+torch is imported here, lazily: the one place in ``runtime/`` outside ``runtime/torch/`` that does.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from moadepth_core.errors import ConfigError
+from moadepth_core.runtime.onnx_session import ORT_PRECISIONS
 
 CPU_INFO = Path("/proc/cpuinfo")
 CPU_BF16_ENV = "MOADEPTH_CPU_BF16"  # "1" / "0": override what the CPU is read to say about native bf16
@@ -91,8 +92,8 @@ def choose_precision(precision: str, device, backend: str = "auto") -> str:
     """The concrete precision for ``auto`` (others pass through).
 
     CUDA: bf16 where the GPU supports it, else fp16. CPU with backend auto or onnxruntime: fp32 on
-    every CPU, even one with native bf16, where torch bf16 measured no faster than ONNX Runtime fp32
-    at about three times the memory and start time (docs/PERFORMANCE.md, "auto on a bf16 CPU").
+    every CPU, even one with native bf16, where torch bf16 is no faster than ONNX Runtime fp32 at
+    several times the memory and start time (docs/PERFORMANCE.md, "auto on a bf16 CPU").
     CPU with backend torch or torch_compile: bf16 where the CPU runs it natively, else fp32.
     int8 is never chosen for you, since it changes the depth a little.
     ``device``: a torch.device or its name.
@@ -118,7 +119,31 @@ def choose_backend(backend: str, device, precision: str) -> str:
     """
     if backend != "auto":
         return backend
-    return "onnxruntime" if _device_type(device) == "cpu" and precision in ("fp32", "int8") else "torch"
+    return "onnxruntime" if _device_type(device) == "cpu" and precision in ORT_PRECISIONS else "torch"
+
+
+def choose_cpu_runtime(device: str, precision: str, backend: str) -> tuple[str, str] | None:
+    """(precision, backend) with every ``auto`` decided, when ``device`` is certainly the CPU;
+    None when only torch can tell (``device`` cuda, or auto with a CUDA driver installed)."""
+    if device not in ("cpu", "auto") or (device == "auto" and not cuda_certainly_absent()):
+        return None
+    prec = choose_precision(precision, "cpu", backend)
+    return prec, choose_backend(backend, "cpu", prec)
+
+
+def choose_runtime(device: str, precision: str, backend: str) -> tuple[str, str, str]:
+    """(device, precision, backend) with every ``auto`` decided: what DepthEstimator runs. Precision
+    first, then the backend from it: auto everywhere is fp32 + onnxruntime on every CPU and bf16 (or
+    fp16) + torch on CUDA. torch is imported only where a GPU might be there, since only torch can
+    tell (and check a device name such as cuda:1)."""
+    cpu = choose_cpu_runtime(device, precision, backend)
+    if cpu is not None:
+        return ("cpu", *cpu)
+    from moadepth_core.runtime.torch.device import choose_device
+
+    dev = choose_device(device)
+    prec = choose_precision(precision, dev, backend)
+    return str(dev), prec, choose_backend(backend, dev, prec)
 
 
 def explain_choice(device: str, precision: str, backend: str, chosen: tuple[str, str, str]) -> str:
@@ -140,15 +165,3 @@ def explain_choice(device: str, precision: str, backend: str, chosen: tuple[str,
         else:
             why = f"{cpu}; backend {be} for {prec} on the CPU"
     return f"runtime: {dev} {prec} on {be} ({asked}: {why}; {CPU_BF16_ENV}=1 or 0 overrides the CPU's bf16 answer)"
-
-
-def cpu_runtime_without_torch(device: str, precision: str, backend: str) -> tuple[str, str] | None:
-    """(precision, backend) with every ``auto`` decided, when ``device`` is certainly the CPU;
-    None when only torch can tell (``device`` cuda, or auto with a CUDA driver installed).
-
-    The same rules as ``inference.resolve_runtime``, which calls the same two functions.
-    """
-    if device not in ("cpu", "auto") or (device == "auto" and not cuda_certainly_absent()):
-        return None
-    prec = choose_precision(precision, "cpu", backend)
-    return prec, choose_backend(backend, "cpu", prec)

@@ -4,8 +4,8 @@ building the network. No torch here: a warm start reads this module only.
 Two kinds of entry, both in one folder (:func:`default_cache_dir`):
 
 - ``moadepth-<key>.onnx``: a graph. An fp32 graph is keyed by the graph version, size and every
-  weight's bytes (``backends``), so changed weights or a changed graph never reuse a stale file; an
-  int8 graph by the key of the fp32 graph it was quantised from (``int8_quantize``).
+  weight's bytes (``runtime.torch.backends``), so changed weights or a changed graph never reuse a stale file; an
+  int8 graph by the key of the fp32 graph it was quantised from (``runtime.int8``).
 - ``moadepth-checkpoint-<key>.json``: an alias, keyed by the graph version, the requested input size,
   precision and CLIP weights override, and the checkpoint file's bytes. It names the graph that
   checkpoint exported to, plus what inference needs besides the graph (model size, training focal
@@ -13,7 +13,7 @@ Two kinds of entry, both in one folder (:func:`default_cache_dir`):
   its fingerprint, so the graph it names holds the weights that checkpoint stands for.
 
 Why aliases: finding a graph by its weights means building the network first, which means importing
-torch and open_clip (~750 MB of resident memory, 3-4 s) and loading the weights (~360 MB more).
+torch and open_clip and loading the weights: most of a start's memory and time (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+
+from moadepth_core.files import write_atomic
 
 log = logging.getLogger("moadepth")
 
@@ -46,7 +46,7 @@ ALIAS_PREFIX = "moadepth-checkpoint-"
 def default_cache_dir() -> Path | None:
     """``$MOADEPTH_ONNX_CACHE`` (empty: no cache), else ``$XDG_CACHE_HOME/moadepth`` or ``~/.cache/moadepth``.
 
-    Why a cache: exporting ViT-B/32 takes ~8 s, which would otherwise delay every node start.
+    Why a cache: exporting takes seconds, which would otherwise delay every node start.
     """
     env = os.environ.get("MOADEPTH_ONNX_CACHE")
     if env is not None:
@@ -62,23 +62,6 @@ def cache_hit(path: Path | None) -> bool:
     with contextlib.suppress(OSError):  # a read-only cache still serves
         os.utime(path)
     return True
-
-
-def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
-    """Write ``data`` (bytes, or a function that writes to the open file) to ``path`` through a temp
-    file and a rename: a concurrent reader never sees half a file, nor a file a failed writer left.
-    OSError propagates (the caller decides whether a cache miss matters)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def prune_cache(cache_dir: Path, keep: int = CACHE_KEEP) -> list[Path]:
@@ -102,7 +85,7 @@ def prune_cache(cache_dir: Path, keep: int = CACHE_KEEP) -> list[Path]:
 class CachedGraph:
     """What an alias says: the graph file and what inference needs besides it."""
 
-    graph: Path
+    graph_file: Path
     model_size: tuple[int, int]
     train_focal_px: float | None
 
@@ -112,7 +95,7 @@ def checkpoint_alias(cache_dir: Path, checkpoint: str | Path, input_size: tuple[
     """The alias file for this checkpoint (its bytes) started with these settings.
 
     ``input_size`` as requested (None: the checkpoint's training size), ``precision`` resolved.
-    Hashing a 120 MB checkpoint takes ~0.1 s. OSError when the checkpoint cannot be read.
+    OSError when the checkpoint cannot be read.
     """
     size = f"{int(input_size[0])}x{int(input_size[1])}" if input_size else "trained"
     h = hashlib.sha256(f"alias v{GRAPH_VERSION} {size} {precision} pretrained={pretrained or ''}\n".encode())
@@ -124,10 +107,10 @@ def checkpoint_alias(cache_dir: Path, checkpoint: str | Path, input_size: tuple[
 def write_alias(alias: Path, entry: CachedGraph) -> None:
     """Record ``entry`` under ``alias`` (the graph must already be in the same folder); a read-only
     cache only costs the next start its speed, so a failure is logged, not raised."""
-    record = {"graph": entry.graph.name, "model_size": list(entry.model_size),
+    record = {"graph": entry.graph_file.name, "model_size": list(entry.model_size),
               "train_focal_px": entry.train_focal_px}
     try:
-        write_atomic(alias, json.dumps(record).encode())
+        write_atomic(alias, json.dumps(record), fsync=False)  # a torn alias is a miss: the next start rebuilds
     except OSError as exc:
         log.warning("could not record the checkpoint's graph in %s: %s", alias.parent, exc)
 

@@ -1,5 +1,5 @@
 """int8 graphs from fp32 ones, with ONNX Runtime's dynamic quantiser. No torch here: the node's
-first start quantises in a child that never imports it (``estimator_loader``).
+first start quantises in a child that never imports it (``runtime.loader``).
 
 What: every MatMul/Gemm gets int8 weights (per output channel, signed) and activations quantised at
 run time (``DynamicQuantizeLinear`` + ``MatMulInteger``). Why dynamic: no calibration set is needed,
@@ -40,7 +40,7 @@ def quantize_bytes(onnx_bytes: bytes) -> bytes:
         return dst.read_bytes()
 
 
-def int8_graph_for(fp32_graph: Path) -> Path:
+def int8_graph_file(fp32_graph: Path) -> Path:
     """The cache file for the int8 graph quantised from the cached fp32 graph ``fp32_graph``: keyed by
     that graph's own key, so a process without the network (or torch) can find or make it."""
     key = hashlib.sha256(f"{fp32_graph.name} int8 reduce_range".encode()).hexdigest()[:16]

@@ -3,8 +3,7 @@ without torch, else by building :class:`~moadepth_core.runtime.torch.estimator.D
 
 Why: a CPU robot restarting its node on the same checkpoint needs nothing but the graph it exported
 last time. Building the network to find that graph imports torch and open_clip and loads the weights
-(measured on the 2-core build machine, round eight in docs/PERFORMANCE.md). The graph is found from
-the checkpoint's bytes instead (``graph_cache``); any miss (first start, another checkpoint or size,
+(docs/PERFORMANCE.md has the cost). The graph is found from the checkpoint's bytes instead (``graph_cache``); any miss (first start, another checkpoint or size,
 a pruned graph, a GPU that might be there) falls back to the full build, which records the alias for
 the next start. In a process that has not imported torch, that build runs in a child interpreter,
 so that even a first start leaves the node without torch and at its warm-start size.
@@ -22,7 +21,8 @@ from typing import Literal
 import numpy as np
 
 from moadepth_core import errors
-from moadepth_core.runtime.choice import cpu_runtime_without_torch
+from moadepth_core.files import write_atomic
+from moadepth_core.runtime.choice import choose_cpu_runtime
 from moadepth_core.runtime.graph_cache import (
     CachedGraph,
     cache_hit,
@@ -31,11 +31,10 @@ from moadepth_core.runtime.graph_cache import (
     prune_cache,
     read_alias,
     write_alias,
-    write_atomic,
 )
-from moadepth_core.runtime.int8 import int8_graph_for, quantize_file
+from moadepth_core.runtime.int8 import int8_graph_file, quantize_file
 from moadepth_core.runtime.onnx_session import OnnxDepthSession
-from moadepth_core.runtime.processing import DepthResult, resize_to_model
+from moadepth_core.runtime.processing import DepthResult
 
 log = logging.getLogger("moadepth")
 
@@ -53,39 +52,27 @@ class CachedGraphEstimator:
         self.precision = precision
         self.model_size = entry.model_size
         self.train_focal_px = entry.train_focal_px
-        self.graph_file = entry.graph
-        self._session = OnnxDepthSession(entry.graph, entry.model_size, precision=precision)
-
-    def resize_input(self, rgb: np.ndarray) -> np.ndarray:
-        return resize_to_model(rgb, self.model_size)
+        self.graph_file = entry.graph_file
+        self._session = OnnxDepthSession(entry.graph_file, entry.model_size, precision=precision)
 
     def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:
         return self._session.predict(rgb, output_size)
 
-
-def plan_runtime(device: str, precision: str, backend: str) -> tuple[str, str, str]:
-    """(device, precision, backend) with every ``auto`` decided, as DepthEstimator will resolve them;
-    torch is imported only where the answer needs it (a GPU might be there)."""
-    plan = cpu_runtime_without_torch(device, precision, backend)
-    if plan is not None:
-        return ("cpu", *plan)
-    from moadepth_core.runtime.torch.estimator import resolve_runtime
-
-    dev, prec, be = resolve_runtime(device, precision, backend)
-    return str(dev), prec, be
+    def predict_flip_averaged(self, rgb: np.ndarray) -> np.ndarray:
+        return self._session.predict_flip_averaged(rgb)
 
 
 def _torch_free_plan(checkpoint: str | Path | None, device: str, precision: str,
                      backend: str) -> tuple[str, Path] | None:
     """(precision, cache folder) when these settings can be served from a cached graph without torch."""
-    plan = cpu_runtime_without_torch(device, precision, backend)
+    plan = choose_cpu_runtime(device, precision, backend)
     cache = default_cache_dir()
     if not checkpoint or plan is None or plan[1] != "onnxruntime" or cache is None:
         return None
     return plan[0], cache
 
 
-def cached_graph_for(checkpoint: str | Path | None, *, device: str = "auto", precision: str = "auto",
+def find_cached_graph(checkpoint: str | Path | None, *, device: str = "auto", precision: str = "auto",
                      backend: str = "auto", input_size: tuple[int, int] | None = None,
                      pretrained: str | None = None) -> tuple[CachedGraph, str] | None:
     """(the cached graph, its precision) these settings would run, when a torch-free start can serve
@@ -106,17 +93,16 @@ def export_in_child(checkpoint: str | Path, precision: str, input_size: tuple[in
     """Build the network and export its graph in a child interpreter, which records the alias; True
     when it did. For int8, a second child, without torch, quantises the fp32 graph the first left.
 
-    Why: the build imports torch and open_clip (~750 MB) and peaks at ~1.3 GB with ViT-B/32 over a
-    weights file (docs/PERFORMANCE.md, round nine). In a child, all of that is returned to the OS when
-    it exits, and the node keeps only the ONNX Runtime session. Quantising needs ~1.2 GB of its own:
-    in the same process as torch the int8 start peaked at 2.3-2.8 GB, in its own child at the larger of
-    the two.
+    Why: the build (torch, open_clip, the weights) and the quantiser each peak at more than the node
+    needs to run. In a child, all of that is returned to the OS when it exits, and the node keeps only
+    the ONNX Runtime session; in separate children the start peaks at the larger of the two, not their
+    sum (docs/PERFORMANCE.md).
     A MoadepthError in a child is raised here with its sentence; any other failure (killed, out of
     memory) is logged and returns False, and the caller builds in this process instead.
     """
     request = {"checkpoint": str(checkpoint), "pretrained": pretrained,
                "input_size": [int(v) for v in input_size] if input_size else None}
-    if cached_graph_for(checkpoint, device="cpu", precision="fp32", backend="onnxruntime", input_size=input_size,
+    if find_cached_graph(checkpoint, device="cpu", precision="fp32", backend="onnxruntime", input_size=input_size,
                         pretrained=pretrained) is None and not _run_child({"job": "export", **request}):
         return False
     return precision == "fp32" or _run_child({"job": "quantize", **request})
@@ -155,9 +141,9 @@ def quantize_cached(checkpoint: str | Path, input_size: tuple[int, int] | None =
     fp32 = read_alias(checkpoint_alias(cache, checkpoint, input_size, "fp32", pretrained))
     if fp32 is None:
         return None
-    graph = int8_graph_for(fp32.graph)
+    graph = int8_graph_file(fp32.graph_file)
     if not cache_hit(graph):
-        write_atomic(graph, lambda f: quantize_file(fp32.graph, Path(f.name)))
+        write_atomic(graph, lambda f: quantize_file(fp32.graph_file, Path(f.name)), fsync=False)
         prune_cache(cache)
     entry = CachedGraph(graph, fp32.model_size, fp32.train_focal_px)
     write_alias(checkpoint_alias(cache, checkpoint, input_size, "int8", pretrained), entry)
@@ -173,11 +159,11 @@ def load_estimator(checkpoint: str | Path | None, *, allow_untrained: bool = Fal
     are the node's: ``auto`` everywhere)."""
     kw = {"device": device, "precision": precision, "backend": backend, "input_size": input_size,
           "pretrained": pretrained}
-    hit = cached_graph_for(checkpoint, **kw)
+    hit = find_cached_graph(checkpoint, **kw)
     plan = _torch_free_plan(checkpoint, device, precision, backend)
     if hit is None and plan is not None and "torch" not in sys.modules and Path(checkpoint).is_file() \
             and export_in_child(checkpoint, plan[0], input_size, pretrained):
-        hit = cached_graph_for(checkpoint, **kw)
+        hit = find_cached_graph(checkpoint, **kw)
     if hit is not None:
         return CachedGraphEstimator(checkpoint, *hit)
     from moadepth_core.runtime.torch.estimator import DepthEstimator
@@ -195,9 +181,9 @@ def _child_main(argv: list[str]) -> int:
         if request["job"] == "quantize":
             entry = quantize_cached(request["checkpoint"], size, request["pretrained"])
         else:
-            from moadepth_core.runtime.torch.estimator import cache_graph
+            from moadepth_core.runtime.torch.estimator import export_to_cache
 
-            entry = cache_graph(request["checkpoint"], precision="fp32", input_size=size,
+            entry = export_to_cache(request["checkpoint"], precision="fp32", input_size=size,
                                 pretrained=request["pretrained"])
     except errors.MoadepthError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)

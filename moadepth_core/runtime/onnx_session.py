@@ -3,8 +3,8 @@ numpy and OpenCV around it and no torch at all.
 
 Why torch-free: the CPU path runs every frame without a torch op (any torch op wakes torch's OpenMP
 team, whose threads then spin on the cores ONNX Runtime uses), and a warm start from a cached graph
-does not even import torch (``estimator_loader``). ``backends.OnnxRuntimeBackend`` builds the graph
-from a network with torch and then is one of these.
+does not even import torch (``runtime.loader``). ``runtime.torch.backends.OnnxRuntimeBackend`` exports
+the graph from a network with torch and then is one of these.
 """
 
 from __future__ import annotations
@@ -19,10 +19,24 @@ import numpy as np
 
 from moadepth_core.errors import DeviceError
 from moadepth_core.runtime.memory import return_free_heap
-from moadepth_core.runtime.processing import DepthResult, finish, resize_to_model
+from moadepth_core.runtime.processing import (
+    DepthResult,
+    flip_average,
+    prepare_input,
+    resize_depth,
+    to_depth_result,
+)
 
+#: What ONNX Runtime runs here: no fast bf16 on a CPU, and fp16 is CUDA-only (docs/PERFORMANCE.md).
 ORT_PRECISIONS = ("fp32", "int8")
 OUTPUTS = ("depth", "uncertainty")
+
+
+def check_ort_precision(precision: str) -> None:
+    """Refuse a precision ONNX Runtime does not run here, in one sentence that says what to use."""
+    if precision not in ORT_PRECISIONS:
+        raise DeviceError(f"backend onnxruntime runs {' or '.join(ORT_PRECISIONS)} (got {precision}); for "
+                          f"{precision} use backend torch")
 
 
 def default_threads() -> int:
@@ -54,8 +68,7 @@ class OnnxDepthSession:
             import onnxruntime as ort
         except ImportError:  # pragma: no cover - onnxruntime is pinned in requirements.txt
             raise DeviceError("backend onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
-        if precision not in ORT_PRECISIONS:
-            raise DeviceError(f"backend onnxruntime runs {' or '.join(ORT_PRECISIONS)}, not {precision}")
+        check_ort_precision(precision)
         self.size = (int(size[0]), int(size[1]))
         self.precision = precision
         so = ort.SessionOptions()
@@ -66,27 +79,14 @@ class OnnxDepthSession:
         so.log_severity_level = 3
         # ORT's pool spins between ops (fast) and, by default, keeps spinning after a run ends: on a
         # 2-core robot CPU that starves the threads that receive the next image and publish this
-        # depth. Stopping the spin after each run (spinning inside it stays): measured in the node at
-        # 30 Hz input, 9.5-9.9 -> 11.3-12.1 Hz out, latency p50 92-98 -> 79-85 ms; a bare run the same.
+        # depth. So the spin stops after each run (inside a run it stays); docs/PERFORMANCE.md.
         so.add_session_config_entry("session.force_spinning_stop", "1")
         self.session = ort.InferenceSession(str(source) if isinstance(source, Path) else source, so,
                                             providers=["CPUExecutionProvider"])
         self.graph_file = source if isinstance(source, Path) else None  # the file it loaded, if any
         self.input_name = self.session.get_inputs()[0].name
-        # Loading parses the whole protobuf into pieces glibc keeps once freed. Measured, a session on
-        # the ViT-B/32 fp32 graph alone settled at 451-658 MB from run to run, and at 437 MB after this.
+        # Loading parses the whole protobuf into pieces glibc keeps once freed (docs/PERFORMANCE.md).
         return_free_heap()
-
-    @staticmethod
-    def prepare(rgb: np.ndarray) -> np.ndarray:
-        """(1,3,H,W) float32 in [0, 1] from an HxWx3 uint8 image already at the model size, bit for bit
-        what ``DepthEstimator.preprocess`` makes with torch, in numpy.
-
-        Why numpy: any torch op wakes torch's OpenMP team, whose threads then spin on the same cores
-        as ONNX Runtime's pool while it runs. Measured on 2 cores with the int8 graph: torch
-        preprocessing + run 67-72 ms against 49-53 ms for the numpy path (raw run 47-49 ms).
-        """
-        return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]).astype(np.float32) / np.float32(255.0)
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(1,3,H,W) float32 in [0, 1] -> (depth, uncertainty), each (1,1,H,W) float32."""
@@ -99,8 +99,15 @@ class OnnxDepthSession:
     def predict(self, rgb: np.ndarray, output_size: Literal["input", "model"] = "input") -> DepthResult:
         """One HxWx3 uint8 RGB frame to metric depth, as ``DepthEstimator.predict``."""
         t0 = time.perf_counter()
-        x = self.prepare(resize_to_model(rgb, self.size))
+        x = prepare_input(rgb, self.size)
         t1 = time.perf_counter()
         depth, unc = (a[0, 0] for a in self.run(x))
         t2 = time.perf_counter()
-        return finish(depth, unc, rgb.shape[:2], output_size, {"preprocess": t1 - t0, "forward": t2 - t1})
+        return to_depth_result(depth, unc, rgb.shape[:2], output_size, {"preprocess": t1 - t0, "forward": t2 - t1})
+
+    def predict_flip_averaged(self, rgb: np.ndarray) -> np.ndarray:
+        """HxW float32 metres at ``rgb``'s size, averaged with the mirrored frame's prediction (one run
+        each: the graph is fixed at batch 1), as ``DepthEstimator.predict_flip_averaged``."""
+        x = prepare_input(rgb, self.size)
+        depth, mirrored = (self.run(np.ascontiguousarray(v))[0][0, 0] for v in (x, x[..., ::-1]))
+        return resize_depth(flip_average(depth, mirrored), rgb.shape[:2])

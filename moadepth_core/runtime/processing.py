@@ -1,8 +1,11 @@
-"""What a prediction is made of on either side of the network, in numpy and OpenCV only: the input
-resize, the result (depth now, uncertainty and confidence on demand) and confidence itself.
+"""What a prediction is made of on either side of the network, in numpy and OpenCV only: the
+network's input (every backend's, so the resize cannot drift between them), the result (depth now,
+uncertainty and confidence on demand), flip averaging and confidence itself.
 
-Why apart from ``inference``: the ONNX Runtime path runs whole frames without torch (no import, no
-op), and a node that starts from a cached graph never imports torch (``estimator_loader``).
+Why numpy: the ONNX Runtime path runs whole frames without a torch op (any op wakes torch's OpenMP
+team, whose threads then spin on ONNX Runtime's cores), and a node that starts from a cached graph
+never imports torch (``runtime.loader``). The torch backends only turn :func:`prepare_input`'s array
+into a tensor.
 """
 
 from __future__ import annotations
@@ -30,6 +33,25 @@ def resize_to_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
         rgb = cv2.resize(rgb, (w, h), interpolation=interp)
     return rgb
+
+
+def prepare_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The network's input for one HxWx3 uint8 RGB frame: (1,3,h,w) float32 in [0, 1] at the model
+    ``size`` (h, w), resized as training does. Every backend runs exactly this array."""
+    x = resize_to_model(rgb, size)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]).astype(np.float32) / np.float32(255.0)
+
+
+def resize_depth(depth: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """HxW float32 depth at the frame size ``hw`` (bilinear), unchanged when it is already there."""
+    if depth.shape != tuple(hw):
+        depth = cv2.resize(depth, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    return depth.astype(np.float32, copy=False)
+
+
+def flip_average(depth: np.ndarray, depth_of_mirror: np.ndarray) -> np.ndarray:
+    """The mean of a prediction and the mirrored frame's prediction mirrored back (HxW each)."""
+    return np.float32(0.5) * (depth + depth_of_mirror[:, ::-1])
 
 
 def confidence_from_uncertainty(rel_unc: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -67,12 +89,12 @@ class DepthResult:
         return confidence_from_uncertainty(self.uncertainty)
 
 
-def finish(depth: np.ndarray, unc: np.ndarray, input_hw: tuple[int, int],
-           output_size: Literal["input", "model"], timings: dict[str, float]) -> DepthResult:
-    """The result from the network's (h, w) depth and uncertainty: depth upsampled to the input
+def to_depth_result(depth: np.ndarray, unc: np.ndarray, input_hw: tuple[int, int],
+                    output_size: Literal["input", "model"], timings: dict[str, float]) -> DepthResult:
+    """The network's (h, w) depth and uncertainty as a DepthResult, depth upsampled to the input
     frame's size for ``output_size`` "input"; ``timings`` gets the postprocess time."""
     t = time.perf_counter()
-    if output_size == "input" and depth.shape != tuple(input_hw):
-        depth = cv2.resize(depth, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_LINEAR)
+    if output_size == "input":
+        depth = resize_depth(depth, input_hw)
     timings["postprocess"] = time.perf_counter() - t
     return DepthResult(depth.astype(np.float32, copy=False), unc.astype(np.float32, copy=False), timings)

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as torch_dist
 
 from moadepth_core.errors import DeviceError
-from moadepth_core.runtime.torch.estimator import resolve_device
+from moadepth_core.runtime.torch.device import choose_device
 
 
 @dataclass
@@ -47,7 +47,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     """Join the process group when launched by torchrun; pick this rank's device."""
     world = _env_int("WORLD_SIZE", 1)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    dev = resolve_device(device)
+    dev = choose_device(device)
     if world <= 1:
         return DistContext(0, 1, 0, dev)
     if dev.type == "cuda":

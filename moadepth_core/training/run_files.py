@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from moadepth_core.config import TrainConfig, save_yaml
 from moadepth_core.evaluation.metrics import METRIC_KEYS
+from moadepth_core.files import write_atomic
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -37,8 +37,7 @@ class RunFiles:
     def __init__(self, out: Path, cfg: TrainConfig, fields: list[str], keep_until_step: int) -> None:
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, self.out / ".config.yaml.tmp")
-        (self.out / ".config.yaml.tmp").replace(self.out / "config.yaml")
+        save_yaml(cfg, self.out / "config.yaml")
         self.metrics_log = MetricsLog(self.out / "metrics.csv", fields, keep_until_step=keep_until_step)
         self.tb = _tensorboard(self.out)
 
@@ -53,15 +52,6 @@ class RunFiles:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 class MetricsLog:
@@ -83,7 +73,7 @@ class MetricsLog:
         w = csv.DictWriter(buf, fieldnames=self.fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(self.rows)
-        atomic_write_text(self.path, buf.getvalue())
+        write_atomic(self.path, buf.getvalue())
 
 
 def _fmt(v: Any) -> Any:

@@ -20,13 +20,14 @@ import torch
 
 from moadepth_core.config import TrainConfig, to_dict
 from moadepth_core.data import RGBDSource
-from moadepth_core.errors import CheckpointError, DataError, DeviceError, MoadepthError
+from moadepth_core.errors import CheckpointError, DataError, MoadepthError
 from moadepth_core.evaluation.evaluate import evaluate_source
 from moadepth_core.evaluation.metrics import is_better
 from moadepth_core.model.adapters import gate_entropy
 from moadepth_core.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from moadepth_core.model.network import build_model
 from moadepth_core.runtime.torch.estimator import DepthEstimator
+from moadepth_core.runtime.torch.precision import autocast_dtype
 from moadepth_core.training.distributed import (
     DistContext,
     all_reduce_mean,
@@ -47,21 +48,6 @@ from moadepth_core.training.sampling import (
 )
 
 log = logging.getLogger("moadepth")
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """None = plain fp32. ``auto`` is bf16 on CUDA (no loss scaling needed) and fp32 on CPU."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision == "fp32":
-        return None
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise DeviceError("precision fp16 needs a CUDA device; on CPU use fp32 or bf16")
-        return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise DeviceError("precision bf16 is not supported by this GPU; use fp16 or fp32")
-    return torch.bfloat16
 
 
 def mean_focal_px(source: RGBDSource, size_hw: tuple[int, int], max_frames: int = 16) -> float | None:

@@ -42,9 +42,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from moadepth_core.errors import UNTRAINED_WARNING, DataError, MoadepthError
 from moadepth_core.geometry.postprocess import OutputSettings, publishable
-from moadepth_core.runtime.choice import explain_choice
+from moadepth_core.runtime.choice import choose_runtime, explain_choice
 from moadepth_core.runtime.graph_cache import default_cache_dir
-from moadepth_core.runtime.loader import CachedGraphEstimator, load_estimator, plan_runtime
+from moadepth_core.runtime.loader import CachedGraphEstimator, load_estimator
 from moadepth_ros import messages
 from moadepth_ros.messages import camera_from_info
 from moadepth_ros.node import input_qos, transport
@@ -153,7 +153,7 @@ class _DepthNodeMixin:
         Built on the inference thread, where every later forward runs (:mod:`moadepth_ros.node.worker`).
         """
         c = self._cfg
-        chosen = plan_runtime(c["device"], c["precision"], c["backend"])
+        chosen = choose_runtime(c["device"], c["precision"], c["backend"])
         self.get_logger().info(explain_choice(c["device"], c["precision"], c["backend"], chosen))
         _, precision, backend = chosen
         if backend == "torch_compile":

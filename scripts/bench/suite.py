@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from moadepth_core.runtime.torch.estimator import choose_precision, cpu_has_native_bf16
+from moadepth_core.runtime.choice import choose_precision, cpu_has_native_bf16
 
 from . import ROOT
 from .common import cpu_model

@@ -1,17 +1,11 @@
 """Alternative inference backends for :class:`moadepth_core.runtime.torch.estimator.DepthEstimator`.
 
-Why: on a small CPU the runtime matters as much as the network. Measured on the
-2-core AMD EPYC build machine (docs/PERFORMANCE.md), batch 1 at 224x224:
-torch fp32 ≈ 90 ms, ONNX Runtime fp32 ≈ 42 ms, torch bf16 weights ≈ 32 ms.
-So ONNX Runtime is the fast *fp32* path (bit-for-bit the same maths up to float
-rounding), while torch with bf16 weights stays the fastest overall where the
-CPU has AVX-512-bf16/AMX. ORT has no fast bf16 on CPU, hence fp32 there, plus
-``int8``: the same graph with its MatMul/Gemm weights quantised per output channel and
-activations quantised per call (ONNX Runtime dynamic quantisation). On the 2-core
-Intel Xeon without bf16 hardware (AVX512-VNNI) it ran 37-39 ms against 64-75 ms fp32.
-``torch_compile`` (Inductor with frozen, pre-packed weights) is ~1.4x faster
-again than eager torch at bf16 (eager 29.8 ms -> 21.3 ms at 224x224, measured
-side by side), at the price of a C++ compiler on the robot and ~30-50 s of
+Why: on a small CPU the runtime matters as much as the network (docs/PERFORMANCE.md has the
+figures). ONNX Runtime is the fast *fp32* path (the same maths up to float rounding); it has no fast
+bf16 on a CPU, so it runs fp32 and ``int8`` (the same graph with its MatMul/Gemm weights quantised per
+output channel, activations per call: ``runtime.int8``). torch with bf16 weights is fastest where the
+CPU has AVX-512-bf16/AMX. ``torch_compile`` (Inductor with frozen, pre-packed weights) is faster
+again than eager torch, at the price of a C++ compiler on the robot and tens of seconds of
 compilation when the estimator is built (Inductor caches the kernels on disk).
 
 The exported graph returns only what :meth:`DepthEstimator.predict` consumes
@@ -35,11 +29,12 @@ import torch
 from torch import nn
 
 from moadepth_core.errors import DeviceError
+from moadepth_core.files import write_atomic
 from moadepth_core.runtime import graph_cache
-from moadepth_core.runtime.graph_cache import cache_hit, default_cache_dir, prune_cache, write_atomic
-from moadepth_core.runtime.int8 import int8_graph_for, quantize_bytes, quantize_file
+from moadepth_core.runtime.graph_cache import cache_hit, default_cache_dir, prune_cache
+from moadepth_core.runtime.int8 import int8_graph_file, quantize_bytes, quantize_file
 from moadepth_core.runtime.memory import return_free_heap
-from moadepth_core.runtime.onnx_session import ORT_PRECISIONS, OUTPUTS, OnnxDepthSession
+from moadepth_core.runtime.onnx_session import OUTPUTS, OnnxDepthSession, check_ort_precision
 from moadepth_core.runtime.torch import onnx_writer
 
 log = logging.getLogger("moadepth")
@@ -59,9 +54,9 @@ class DepthOutputs(nn.Module):
         return out["depth"], out["uncertainty"]
 
 
-def export_onnx_to(model: nn.Module, size: tuple[int, int], f: BinaryIO, opset: int | None = None) -> None:
+def write_graph(model: nn.Module, size: tuple[int, int], f: BinaryIO, opset: int | None = None) -> None:
     """Write the ONNX graph of ``model`` (fp32, batch 1, input ``image`` (1,3,H,W) in [0, 1]) to ``f``,
-    one weight at a time (:mod:`onnx_writer`: no second copy of the weights in memory).
+    one weight at a time (:mod:`~moadepth_core.runtime.torch.onnx_writer`: no second copy of the weights in memory).
 
     Uses the dynamo exporter: the TorchScript one cannot export the fused
     ``_native_multi_head_attention`` that frozen CLIP blocks take in eval mode.
@@ -78,23 +73,23 @@ def export_onnx_to(model: nn.Module, size: tuple[int, int], f: BinaryIO, opset: 
     onnx_writer.write_model(program.model, f)
 
 
-def export_onnx_bytes(model: nn.Module, size: tuple[int, int], opset: int | None = None) -> bytes:
-    """:func:`export_onnx_to` into memory (for a graph that cannot be cached on disk)."""
+def graph_bytes(model: nn.Module, size: tuple[int, int], opset: int | None = None) -> bytes:
+    """:func:`write_graph` into memory (for a graph that cannot be cached on disk)."""
     buf = io.BytesIO()
-    export_onnx_to(model, size, buf, opset)
+    write_graph(model, size, buf, opset)
     return buf.getvalue()
 
 
-def _cache_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precision: str = "fp32") -> Path:
+def _graph_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precision: str = "fp32") -> Path:
     """Cache key of the fp32 graph: the graph version, the size and every tensor's bytes, so changed
     weights or a changed graph never reuse a stale file. The int8 graph's key is derived from it
-    (:func:`~moadepth_core.runtime.int8.int8_graph_for`)."""
+    (:func:`~moadepth_core.runtime.int8.int8_graph_file`)."""
     h = hashlib.sha256(f"v{graph_cache.GRAPH_VERSION} {size[0]}x{size[1]} fp32".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().float().contiguous().numpy().tobytes())
     fp32 = cache_dir / f"moadepth-{h.hexdigest()[:16]}.onnx"
-    return fp32 if precision == "fp32" else int8_graph_for(fp32)
+    return fp32 if precision == "fp32" else int8_graph_file(fp32)
 
 
 def _release(model: nn.Module) -> None:
@@ -106,7 +101,7 @@ def _release(model: nn.Module) -> None:
 def _cached(path: Path, build: Callable[[BinaryIO], None], fallback: Callable[[], bytes]) -> Path | bytes:
     """``path`` once ``build`` wrote it there (atomically), or ``fallback()`` where it cannot be written."""
     try:
-        write_atomic(path, build)
+        write_atomic(path, build, fsync=False)  # a cache of hundreds of MB: not worth a flush per export
     except OSError as exc:  # a read-only home must not stop inference
         log.warning("could not cache the ONNX graph in %s: %s", path.parent, exc)
         return fallback()
@@ -114,7 +109,7 @@ def _cached(path: Path, build: Callable[[BinaryIO], None], fallback: Callable[[]
     return path
 
 
-def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
+def export_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
                       cache_dir: str | Path | None | bool = True, *, release_model: bool = False) -> Path | bytes:
     """The graph for ``precision`` (fp32: exported; int8: the fp32 graph quantised) as its file in
     the cache, built and written there first when no earlier run left it; as bytes when there is no
@@ -124,16 +119,15 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     ``release_model``: move ``model``'s tensors to the meta device as soon as the fp32 graph exists
     (before quantising, and before the caller loads a session): the graph holds its own copy.
 
-    Why a file: ONNX Runtime loading the ViT-B/32 fp32 graph from its path peaks at 648 MB of RSS,
-    against 1108 MB from the same graph handed over as bytes (and 648 vs 790 MB steady).
+    Why a file: ONNX Runtime maps a graph it loads from its path, and peaks far lower than with the
+    same graph handed over as bytes (docs/PERFORMANCE.md).
     """
-    if precision not in ORT_PRECISIONS:
-        raise DeviceError(f"backend onnxruntime runs {' or '.join(ORT_PRECISIONS)}, not {precision}")
+    check_ort_precision(precision)
     size = (int(size[0]), int(size[1]))
     if cache_dir is True:
         cache_dir = default_cache_dir()
-    fp32_file = _cache_file(Path(cache_dir), model, size) if cache_dir else None
-    paths = {"fp32": fp32_file, "int8": int8_graph_for(fp32_file)} if fp32_file else {}
+    fp32_file = _graph_file(Path(cache_dir), model, size) if cache_dir else None
+    paths = {"fp32": fp32_file, "int8": int8_graph_file(fp32_file)} if fp32_file else {}
     if cache_hit(paths.get(precision)):
         if release_model:
             _release(model)
@@ -141,9 +135,9 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     if cache_hit(paths.get("fp32")):
         fp32: Path | bytes = paths["fp32"]
     elif paths:
-        fp32 = _cached(paths["fp32"], lambda f: export_onnx_to(model, size, f), lambda: export_onnx_bytes(model, size))
+        fp32 = _cached(paths["fp32"], lambda f: write_graph(model, size, f), lambda: graph_bytes(model, size))
     else:
-        fp32 = export_onnx_bytes(model, size)
+        fp32 = graph_bytes(model, size)
     if release_model:
         _release(model)
     if precision == "fp32":
@@ -154,13 +148,6 @@ def onnx_graph_source(model: nn.Module, size: tuple[int, int], precision: str = 
     return quantize_bytes(fp32)
 
 
-def onnx_graph(model: nn.Module, size: tuple[int, int], precision: str = "fp32",
-               cache_dir: str | Path | None | bool = True) -> bytes:
-    """:func:`onnx_graph_source` as bytes."""
-    source = onnx_graph_source(model, size, precision, cache_dir)
-    return source.read_bytes() if isinstance(source, Path) else source
-
-
 class OnnxRuntimeBackend(OnnxDepthSession):
     """An ONNX Runtime CPU session made from a network, standing in for ``model(batch)`` inside
     DepthEstimator (frames go through the torch-free :meth:`OnnxDepthSession.predict`)."""
@@ -168,16 +155,16 @@ class OnnxRuntimeBackend(OnnxDepthSession):
     def __init__(self, model: nn.Module, size: tuple[int, int], *, threads: int | None = None,
                  cache_dir: str | Path | None | bool = True, precision: str = "fp32",
                  release_model: bool = False) -> None:
-        """``cache_dir`` as for :func:`onnx_graph` (with a cache, the session loads the file: less memory);
+        """``cache_dir`` as for :func:`export_graph` (with a cache, the session loads the file: less memory);
         ``precision``: fp32 or int8.
 
         ``release_model``: move ``model``'s tensors to the meta device once the graph is made, before
         the session loads it. ONNX Runtime holds its own copy of the weights, so the torch copy is
-        dead weight (ViT-B/32 fp32, estimator alone: steady RSS 2064 -> 1620 MB, peak 2293 -> 1949 MB).
+        dead weight (docs/PERFORMANCE.md).
         The module keeps its config and structure; running it then fails loudly.
         """
         size = (int(size[0]), int(size[1]))
-        source = onnx_graph_source(model, size, precision, cache_dir, release_model=release_model)
+        source = export_graph(model, size, precision, cache_dir, release_model=release_model)
         # (the file was just marked most recently used, so pruning by another process cannot take it)
         super().__init__(source, size, precision=precision, threads=threads)
         del source
@@ -225,8 +212,8 @@ class CompiledTorchBackend:
 
         # Every batch, the build-time one included, as a fresh contiguous inference tensor: a frame
         # converted from HWC has channels-last strides, and a tensor made outside inference mode
-        # another dispatch key set; either failed Dynamo's guards and recompiled the graph (~40 s
-        # on 2 cores) on the first real frame. The copy is 150k values.
+        # another dispatch key set; either failed Dynamo's guards and recompiled the graph (tens of
+        # seconds) on the first real frame. The copy is one small frame.
         with inductor_config.patch(freezing=True), torch.inference_mode():
             depth, unc = self._fn(batch.clone(memory_format=torch.contiguous_format))
         return {"depth": depth, "uncertainty": unc}
@@ -239,9 +226,7 @@ def check_backend(backend: str, device: torch.device, precision: str) -> None:
     if backend == "onnxruntime":
         if device.type != "cpu":
             raise DeviceError("backend onnxruntime runs on the CPU here; use backend torch on CUDA")
-        if precision not in ORT_PRECISIONS:
-            raise DeviceError(f"backend onnxruntime runs fp32 or int8 (got {precision}); for {precision} use "
-                              f"backend torch")
+        check_ort_precision(precision)
     elif precision == "int8":
         raise DeviceError(f"precision int8 runs on backend onnxruntime only (got backend {backend}); set "
                           f"backend onnxruntime, or use precision fp32 or bf16")

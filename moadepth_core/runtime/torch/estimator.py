@@ -1,12 +1,10 @@
 """DepthEstimator: an RGB array in, metric depth (and confidence) out.
 
-Device and precision are arguments, never globals. bf16 on CPU means bf16
-*weights* (measured faster than autocast); fp16 is CUDA-only. What ``auto``
-means is decided in ``runtime_choice``: with backend torch on the CPU it picks
-bf16 only where the hardware runs it natively, since elsewhere oneDNN emulates
-bf16 at about half fp32's speed (docs/PERFORMANCE.md). ``int8`` (backend onnxruntime only)
-quantises the linears' weights and activations: the fastest CPU path where there
-is no bf16 hardware, at a small, measurable cost in accuracy.
+Device and precision are arguments, never globals. bf16 means bf16 *weights* (``precision``); fp16
+is CUDA-only. What ``auto`` means is decided in ``runtime.choice``: with backend torch on the CPU,
+bf16 only where the hardware runs it natively, since elsewhere it is emulated and slower than fp32
+(docs/PERFORMANCE.md). ``int8`` (backend onnxruntime only) quantises the linears: the fastest CPU
+path where there is no bf16 hardware, at a small, measurable cost in accuracy.
 """
 
 from __future__ import annotations
@@ -20,61 +18,29 @@ import numpy as np
 import torch
 
 from moadepth_core.config import ModelConfig
-from moadepth_core.errors import UNTRAINED_WARNING, DataError, DeviceError, UntrainedError
+from moadepth_core.errors import UNTRAINED_WARNING, DataError, UntrainedError
 from moadepth_core.geometry.camera import focal_at_size
 from moadepth_core.model.checkpoint import load_checkpoint
 from moadepth_core.model.network import MoADepthCLIP, build_model
-from moadepth_core.runtime.choice import choose_backend, choose_precision, cpu_has_native_bf16
+from moadepth_core.runtime.choice import choose_runtime, cpu_has_native_bf16
 from moadepth_core.runtime.graph_cache import CachedGraph, checkpoint_alias, write_alias
-from moadepth_core.runtime.processing import DepthResult, finish, resize_to_model
+from moadepth_core.runtime.onnx_session import check_ort_precision
+from moadepth_core.runtime.processing import (
+    DepthResult,
+    flip_average,
+    prepare_input,
+    resize_depth,
+    to_depth_result,
+)
 from moadepth_core.runtime.torch.backends import (
     CompiledTorchBackend,
     OnnxRuntimeBackend,
     check_backend,
-    onnx_graph_source,
+    export_graph,
 )
+from moadepth_core.runtime.torch.precision import weights_dtype
 
 log = logging.getLogger("moadepth")
-
-#: torch dtype of the weights and input per precision; int8 lives inside the ONNX Runtime graph,
-#: so torch keeps fp32 around it.
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without one is a clear error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise DeviceError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device '{device}' was requested but torch sees no CUDA GPU on this machine; "
-                          f"use device auto or cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise DeviceError(f"device '{device}' is not supported (use auto, cpu, cuda or cuda:N)")
-    return dev
-
-
-def resolve_runtime(device: str, precision: str, backend: str) -> tuple[torch.device, str, str]:
-    """(device, precision, backend) with every ``auto`` decided: what DepthEstimator will run.
-
-    Precision first, then the backend from the precision (runtime_choice): precision auto with
-    backend auto is fp32 + onnxruntime on every CPU and bf16 (or fp16) + torch on CUDA.
-    """
-    dev = resolve_device(device)
-    prec = choose_precision(precision, dev, backend)
-    return dev, prec, choose_backend(backend, dev, prec)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    if precision not in _DTYPES:
-        raise DeviceError(f"unknown precision '{precision}' (use auto, fp32, bf16, fp16 or int8)")
-    if precision == "fp16" and device.type != "cuda":
-        raise DeviceError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
-    return _DTYPES[precision]
-
 
 def _model_size(model: MoADepthCLIP, input_size: tuple[int, int] | None) -> tuple[int, int]:
     size = tuple(int(v) for v in (input_size or model.cfg.image_size))
@@ -91,7 +57,7 @@ def _focal_at(train_focal_px: float | None, model: MoADepthCLIP, model_size: tup
 def _record_alias(entry: CachedGraph, checkpoint: str | Path, input_size: tuple[int, int] | None, precision: str,
                   pretrained: str | None) -> None:
     try:
-        alias = checkpoint_alias(entry.graph.parent, checkpoint, input_size, precision, pretrained)
+        alias = checkpoint_alias(entry.graph_file.parent, checkpoint, input_size, precision, pretrained)
     except OSError as exc:  # the checkpoint went away meanwhile: only the next start is slower
         log.warning("could not fingerprint checkpoint %s for the graph cache: %s", checkpoint, exc)
         return
@@ -106,8 +72,12 @@ class DepthEstimator:
                  model_config: ModelConfig | None = None, pretrained: str | None = None,
                  model: MoADepthCLIP | None = None,
                  backend: Literal["auto", "torch", "torch_compile", "onnxruntime"] = "torch") -> None:
-        self.device, self.precision, backend = resolve_runtime(device, precision, backend)
-        self.dtype = resolve_precision(self.precision, self.device)
+        if model is None and not checkpoint and not allow_untrained:  # the one refusal every entry point meets
+            raise UntrainedError("no checkpoint given: an untrained network's depth is meaningless; pass a checkpoint "
+                                 "(--checkpoint CKPT), or allow_untrained (--allow-untrained) to run it anyway")
+        device, self.precision, backend = choose_runtime(device, precision, backend)
+        self.device = torch.device(device)
+        self.dtype = weights_dtype(self.precision, self.device)
         check_backend(backend, self.device, self.precision)
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             log.warning("precision bf16 on this CPU (no AVX512-BF16 or AMX) is emulated and slower than fp32; "
@@ -124,9 +94,6 @@ class DepthEstimator:
             self.train_focal_px = data.get("train_focal_px")
             self.untrained = False
         else:
-            if not allow_untrained:
-                raise UntrainedError("no checkpoint given: an untrained network's depth is meaningless; pass a "
-                                     "checkpoint, or allow_untrained (--allow-untrained) to run it anyway")
             log.warning(UNTRAINED_WARNING)
             model = build_model(model_config or ModelConfig(pretrained="none"))
             self.untrained = True
@@ -135,7 +102,7 @@ class DepthEstimator:
             p.data = p.data.to(self.dtype)
         self.model_size = _model_size(model, input_size)
         self.train_focal_px = _focal_at(self.train_focal_px, model, self.model_size)
-        # backend onnxruntime: same network exported once at model_size (docs/PERFORMANCE.md).
+        # backend onnxruntime: the same network exported once at model_size (docs/PERFORMANCE.md).
         # backend torch_compile: Inductor, compiled here so the first frame is not the slow one.
         self._runtime = None
         if backend == "onnxruntime":
@@ -144,7 +111,7 @@ class DepthEstimator:
                                                release_model=owns_model)
             if self._runtime.graph_file is not None and data.get("backbone", {}).get("fingerprint") is not None:
                 # the next start finds this graph from the checkpoint's bytes, without torch
-                # (estimator_loader); only for checkpoints whose CLIP weights were just verified
+                # (runtime.loader); only for checkpoints whose CLIP weights were just verified
                 self._record_alias(checkpoint, input_size, pretrained)
         elif backend == "torch_compile":
             self._runtime = CompiledTorchBackend(self.model, self.model_size, self.device, self.dtype)
@@ -154,13 +121,9 @@ class DepthEstimator:
         _record_alias(CachedGraph(self._runtime.graph_file, self.model_size, self.train_focal_px), checkpoint,
                       input_size, self.precision, pretrained)
 
-    def resize_input(self, rgb: np.ndarray) -> np.ndarray:
-        """The HxWx3 uint8 RGB frame checked and resized to the model size (what training does)."""
-        return resize_to_model(rgb, self.model_size)
-
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(self.resize_input(rgb))).permute(2, 0, 1).unsqueeze(0)
-        return x.to(self.device).to(self.dtype).div_(255.0)
+        """:func:`~moadepth_core.runtime.processing.prepare_input` as a tensor on the device, at the weights' dtype."""
+        return torch.from_numpy(prepare_input(rgb, self.model_size)).to(self.device, self.dtype)
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> dict:
@@ -178,22 +141,34 @@ class DepthEstimator:
         out = self.forward(batch)
         depth = out["depth"][0, 0].float().cpu().numpy()
         unc = out["uncertainty"][0, 0].float().cpu().numpy()
-        return finish(depth, unc, rgb.shape[:2], output_size, {"preprocess": t1 - t0, "forward": time.perf_counter() - t1})
+        return to_depth_result(depth, unc, rgb.shape[:2], output_size,
+                               {"preprocess": t1 - t0, "forward": time.perf_counter() - t1})
+
+    def predict_flip_averaged(self, rgb: np.ndarray) -> np.ndarray:
+        """HxW float32 metres at ``rgb``'s size: the mean of the prediction and the mirrored frame's
+        prediction mirrored back (ZoeDepth's ``infer_with_flip_aug``)."""
+        if isinstance(self._runtime, OnnxRuntimeBackend):  # numpy throughout, as predict
+            return self._runtime.predict_flip_averaged(rgb)
+        x = self.preprocess(rgb)
+        if self._runtime is None:  # eager torch: both in one batch
+            d = self.forward(torch.cat([x, x.flip(-1)]))["depth"]
+        else:  # the compiled graph is fixed at batch 1
+            d = torch.cat([self.forward(x)["depth"], self.forward(x.flip(-1))["depth"]])
+        d = d.float().cpu().numpy()
+        return resize_depth(flip_average(d[0, 0], d[1, 0]), rgb.shape[:2])
 
 
-def cache_graph(checkpoint: str | Path, *, precision: str = "fp32", input_size: tuple[int, int] | None = None,
+def export_to_cache(checkpoint: str | Path, *, precision: str = "fp32", input_size: tuple[int, int] | None = None,
                 pretrained: str | None = None) -> CachedGraph | None:
     """Export ``checkpoint``'s ONNX Runtime graph into the cache and record its alias, without
-    loading a session: what a torch-free first start runs in a child (``estimator_loader``).
+    loading a session: what a torch-free first start runs in a child (``runtime.loader``).
     None when there is no writable cache or the checkpoint has no CLIP fingerprint to trust.
 
     Why not a DepthEstimator: it would load the graph into ONNX Runtime only to throw it away, and
     that load was the child's peak. Here the torch weights go as soon as the fp32 graph is on disk,
     before any int8 quantisation.
     """
-    if precision not in ("fp32", "int8"):
-        raise DeviceError(f"backend onnxruntime runs fp32 or int8 (got {precision}); for {precision} use "
-                          f"backend torch")
+    check_ort_precision(precision)
     model, data = load_checkpoint(checkpoint, pretrained=pretrained)
     if data.get("backbone", {}).get("fingerprint") is None:
         return None
@@ -201,7 +176,7 @@ def cache_graph(checkpoint: str | Path, *, precision: str = "fp32", input_size: 
     del data
     size = _model_size(model, input_size)
     focal = _focal_at(train_focal_px, model, size)
-    source = onnx_graph_source(model.eval(), size, precision, True, release_model=True)
+    source = export_graph(model.eval(), size, precision, True, release_model=True)
     if not isinstance(source, Path):
         return None
     entry = CachedGraph(source, size, focal)

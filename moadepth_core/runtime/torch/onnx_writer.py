@@ -1,8 +1,7 @@
 """Write an ONNX model to a file one weight at a time, so saving it costs no second copy of the weights.
 
 Why: ``ModelProto.SerializeToString`` needs the whole model as a protobuf *and* as one bytes object,
-on top of the torch weights it came from. For CLIP ViT-B/32 (360 MB of weights) the exporting
-process peaked 450 MB above the built network (docs/PERFORMANCE.md, round nine).
+on top of the torch weights it came from: the export's memory peak (docs/PERFORMANCE.md).
 
 How: protobuf parsers merge a message that appears more than once on the wire (a singular embedded
 message is merged, a repeated field is appended), which every conforming parser must do. So the
