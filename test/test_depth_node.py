@@ -462,4 +462,4 @@ def test_help_prints_usage_and_every_parameter_without_starting_ros(flag, monkey
     for p in PARAMS:
         assert f"  {p.name} (default " in text and p.description.split()[0] in text
     assert "output_size (default 'input'; input | model; static)" in text
-    assert "point_stride (default 1; [1, 64]; dynamic)" in text
+    assert "point_stride (default 'auto'; auto | [1, 64]; dynamic)" in text

@@ -284,7 +284,8 @@ class _DepthNodeMixin:
         t_depth = time.monotonic()
         if out.camera is not None:
             self.info_pub.publish(messages.camera_info_msg(paired.msg, out.camera, header))
-        self.conf_pub.publish(messages.float_image_to_msg(out.confidence, header))
+        if self.conf_pub.get_subscription_count() > 0:  # computed (resize + 1 - x) only when read
+            self.conf_pub.publish(messages.float_image_to_msg(out.confidence, header))
         t_conf = time.monotonic()
         stages = {"wait": t_start - frame.received, **prediction.timings,
                   "depth_out": t_depth - t_inferred, "confidence_out": t_conf - t_depth}
