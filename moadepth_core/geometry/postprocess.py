@@ -196,10 +196,12 @@ class Publishable:
 
     @functools.cached_property
     def confidence(self) -> FloatImage:
-        """HxW float32 in 0..1 at the depth's size."""
-        conf = self._prediction.confidence
-        out = _float_image(self._buffers, "confidence", conf.shape)
-        np.copyto(out.array, conf)
+        """HxW float32 in 0..1 at the depth's size: ``clip(1 - uncertainty, 0, 1)`` (the runtime's
+        ``confidence_from_uncertainty``, same numbers) written straight into its buffer, two passes."""
+        unc = self._prediction.uncertainty
+        out = _float_image(self._buffers, "confidence", unc.shape)
+        np.subtract(np.float32(1.0), unc, out=out.array)
+        np.clip(out.array, np.float32(0.0), np.float32(1.0), out=out.array)
         return out
 
     @functools.cached_property
