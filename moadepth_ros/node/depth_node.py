@@ -18,18 +18,14 @@ memory in docs/PERFORMANCE.md).
 from __future__ import annotations
 
 import gc
-import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import PublisherEventCallbacks
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -41,11 +37,12 @@ from moadepth_core.geometry.postprocess import OutputSettings, publishable
 from moadepth_core.runtime.loader import CachedGraphEstimator
 from moadepth_ros import messages
 from moadepth_ros.messages import camera_from_info
-from moadepth_ros.node import input_qos, transport
+from moadepth_ros.node import input_qos
+from moadepth_ros.node.cli import NODE_NAME, main
 from moadepth_ros.node.diagnostics import FrameStats, ProblemLog, TimingLog, node_status
 from moadepth_ros.node.model import load_model
 from moadepth_ros.node.pacing import FramePacer
-from moadepth_ros.node.parameters import BY_NAME, PARAMS, check_value, help_text
+from moadepth_ros.node.parameters import BY_NAME, PARAMS, check_value
 from moadepth_ros.node.subscriptions import InputSubscriptions
 from moadepth_ros.node.worker import CameraInfoHistory, Frame, InferenceWorker, StampedCamera, header_stamp_ns
 
@@ -54,7 +51,6 @@ if TYPE_CHECKING:  # the node imports torch only where it builds the network (es
 
 __all__ = ["DepthNode", "LifecycleDepthNode", "camera_from_info", "frame_from_image", "main"]
 
-NODE_NAME = "moadepth"
 #: Largest image side accepted: far beyond any camera, small enough to refuse corrupt headers early.
 MAX_IMAGE_SIDE = 16384
 
@@ -374,48 +370,3 @@ class LifecycleDepthNode(_DepthNodeMixin, LifecycleNode):
         self._destroy_io()
         self._stop_worker()
         super().destroy_node()
-
-
-def main(args: list[str] | None = None) -> int:
-    """``depth_node [--lifecycle] --ros-args ...``: spin until Ctrl-C; user errors end in one line, exit 2.
-
-    ``-h``/``--help`` prints the usage and the parameter table and returns 0 without starting ROS.
-    """
-    argv = list(sys.argv if args is None else args)
-    if args is not None and (not argv or argv[0].startswith("-")):
-        argv = ["depth_node", *argv]
-    extra = rclpy.utilities.remove_ros_args(argv)[1:]
-    if "-h" in extra or "--help" in extra:
-        sys.stdout.write(help_text())
-        return 0
-    lifecycle = "--lifecycle" in extra
-    unknown = [a for a in extra if a != "--lifecycle"]
-    log = rclpy.logging.get_logger(NODE_NAME)
-    if unknown:
-        print(f"depth_node: error: unknown arguments {unknown}; usage: depth_node [--lifecycle] "
-              f"--ros-args -p name:=value -r image:=/camera/image (depth_node --help lists the parameters)",
-              file=sys.stderr)
-        return 2
-    profile = transport.use_large_data_profile()
-    rclpy.init(args=argv)
-    node = None
-    try:
-        node = LifecycleDepthNode() if lifecycle else DepthNode()
-        node.get_logger().info(f"Fast DDS large-data profile {profile}" if profile else
-                               f"Fast DDS profile left as configured "
-                               f"({transport.large_data_profile_reason() or 'not applied'})")
-        rclpy.spin(node)
-    except (MoadepthError, ParameterException) as exc:
-        log.fatal(f"cannot start: {exc}")
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
