@@ -250,3 +250,14 @@ def test_strided_cloud_masks_only_the_kept_pixels_with_the_same_bytes():
         want = pack_depth(masked, K, rgb, stride)
         assert (got.height, got.width) == (want.height, want.width) == (-(-h // stride), -(-w // stride))
         assert bytes(got.data) == bytes(want.data) and got.is_dense == want.is_dense
+
+
+def test_clip_depth_in_place_matches_the_copy():
+    rng = np.random.default_rng(5)
+    d = rng.uniform(-1.0, 12.0, (37, 53)).astype(np.float32)
+    d[::7, ::5] = np.nan
+    d[1, 1], d[2, 2] = np.inf, 0.0
+    want = post.clip_depth(d, 0.1, 10.0)
+    got = d.copy()
+    assert post.clip_depth(got, 0.1, 10.0, out=got) is got
+    np.testing.assert_array_equal(got, want)

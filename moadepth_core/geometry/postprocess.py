@@ -61,6 +61,14 @@ def focal_scale(camera: PinholeCamera, model_hw: tuple[int, int], train_focal_px
     return float(geometry.scale_depth_for_focal(np.ones(1, np.float32), f_this, train_focal_px)[0])
 
 
+@functools.lru_cache(maxsize=2)
+def _nan_image(h: int, w: int) -> np.ndarray:
+    """A read-only HxW float32 image of NaN (the source of :func:`clip_depth`'s in-place masked copy)."""
+    img = np.full((h, w), np.nan, np.float32)
+    img.flags.writeable = False
+    return img
+
+
 def clip_depth(depth: np.ndarray, min_depth: float, max_depth: float, *, out: np.ndarray | None = None
                ) -> np.ndarray:
     """float32 copy with NaN wherever depth is non-finite, <= 0, or outside [min_depth, max_depth].
@@ -82,8 +90,9 @@ def clip_depth(depth: np.ndarray, min_depth: float, max_depth: float, *, out: np
     lo = max(float(np.float32(min_depth)), float(np.nextafter(np.float32(0), np.float32(1))))
     hi = min(float(np.float32(max_depth)), float(np.finfo(np.float32).max))
     keep = cv2.inRange(depth, lo, hi)  # 255 inside [lo, hi]; NaN and +-inf fail
-    if in_place:  # ``out is depth``: NaN where the test failed, no second buffer
-        np.copyto(out, np.float32(np.nan), where=keep == 0)
+    if in_place:  # ``out is depth``: NaN where the test failed, no second buffer; OpenCV's masked copy
+        cv2.bitwise_not(keep, dst=keep)  # from a constant NaN image is ~4x faster than numpy's masked write
+        cv2.copyTo(_nan_image(*out.shape), keep, out)
         return out
     out.fill(np.nan)
     cv2.copyTo(depth, keep, out)
