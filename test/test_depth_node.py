@@ -370,7 +370,7 @@ def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monk
     per-stage times the node reports on /diagnostics account for its latency."""
     import threading
 
-    from moadepth_ros.node import depth_node as dn
+    from moadepth_ros.node import model as dn  # where the node builds its estimator
     from moadepth_ros.node.diagnostics import STAGES
 
     threads: dict[str, set[int]] = {"build": set(), "predict": set()}
@@ -462,4 +462,4 @@ def test_help_prints_usage_and_every_parameter_without_starting_ros(flag, monkey
     for p in PARAMS:
         assert f"  {p.name} (default " in text and p.description.split()[0] in text
     assert "output_size (default 'input'; input | model; static)" in text
-    assert "point_stride (default 1; [1, 64]; dynamic)" in text
+    assert "point_stride (default 'auto'; auto | [1, 64]; dynamic)" in text

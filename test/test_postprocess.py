@@ -219,3 +219,45 @@ def test_publishable_without_a_usable_camera_publishes_plain_depth():
                            post.OutputSettings(min_depth=0.1, max_depth=10.0, publish_points=False))
     assert off.camera is not None and off.cloud is None
     np.testing.assert_array_equal(off.depth.array, plain)  # focal_scaling off
+
+
+def test_auto_point_stride_follows_the_documented_table():
+    from moadepth_core.geometry.postprocess import auto_point_stride, resolve_point_stride
+
+    # docs/ROS.md: with the default 224x224 input, the cloud's long side about 2 x 224
+    assert [auto_point_stride(hw, (224, 224)) for hw in ((480, 640), (720, 1280), (1080, 1920))] == [1, 3, 4]
+    assert auto_point_stride((224, 224), (224, 224)) == 1 and auto_point_stride((4000, 6000), None) == 1
+    assert resolve_point_stride("auto", (720, 1280), (224, 224)) == 3
+    assert resolve_point_stride(2, (720, 1280), (224, 224)) == 2
+
+
+def test_strided_cloud_masks_only_the_kept_pixels_with_the_same_bytes():
+    """depth_cloud masks and packs only every stride-th pixel: the bytes of masking the whole image
+    first, then striding (what it did before)."""
+    from moadepth_core.geometry.pointcloud import pack_depth
+    from moadepth_core.geometry.postprocess import depth_cloud
+
+    rng = np.random.default_rng(3)
+    h, w = 61, 97
+    depth = rng.uniform(0.5, 5.0, (h, w)).astype(np.float32)
+    depth[rng.random((h, w)) < 0.1] = np.nan
+    unc = rng.uniform(0.0, 1.0, (h, w)).astype(np.float32)
+    rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    K = geometry.intrinsics_matrix(80.0, 82.0, 47.5, 31.0)
+    for stride in (1, 2, 3, 4):
+        got = depth_cloud(depth, K, uncertainty=unc, max_uncertainty=0.5, stride=stride, rgb=rgb)
+        masked = np.where(unc <= 0.5, depth, np.nan).astype(np.float32)
+        want = pack_depth(masked, K, rgb, stride)
+        assert (got.height, got.width) == (want.height, want.width) == (-(-h // stride), -(-w // stride))
+        assert bytes(got.data) == bytes(want.data) and got.is_dense == want.is_dense
+
+
+def test_clip_depth_in_place_matches_the_copy():
+    rng = np.random.default_rng(5)
+    d = rng.uniform(-1.0, 12.0, (37, 53)).astype(np.float32)
+    d[::7, ::5] = np.nan
+    d[1, 1], d[2, 2] = np.inf, 0.0
+    want = post.clip_depth(d, 0.1, 10.0)
+    got = d.copy()
+    assert post.clip_depth(got, 0.1, 10.0, out=got) is got
+    np.testing.assert_array_equal(got, want)

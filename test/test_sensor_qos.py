@@ -179,6 +179,27 @@ def test_reliable_camera_gives_depth_for_every_frame_at_5hz(world):
     assert node.stats.frames_in == 10 and node.stats.dropped == 0
 
 
+def test_node_before_a_reliable_camera_answers_every_frame_across_the_switch(world):
+    """auto starts best effort, then re-subscribes reliable once the camera is seen: make-before-break
+    keeps the best-effort subscription until the reliable one has matched, so no frame of a 5 Hz
+    stream is lost in between, and a frame that arrives through both is answered once."""
+    node = world.make_node()
+    assert not node.input_qos.decided
+    camera = world.make_camera(RELIABLE)
+    # send as soon as the first (best-effort) subscription hears the camera: the switch falls inside
+    assert wait_for(lambda: camera.image_pub.get_subscription_count() >= 1
+                    and node.depth_pub.get_subscription_count() >= 1, 10.0)
+    stamps = [10**9 * (i + 1) for i in range(15)]
+    for s in stamps:
+        _send(camera, s)
+        time.sleep(0.2)
+    assert node.input_qos.decided and node.input_qos.reliability == RELIABLE
+    assert wait_for(lambda: set(stamps) <= set(camera.stamps("depth")), 30.0), sorted(camera.stamps("depth"))
+    assert sorted(camera.stamps("depth")) == stamps  # each once: duplicates from the overlap dropped
+    assert node.stats.frames_in == len(stamps)
+    assert wait_for(lambda: len(node._io.subs) == 2 and not node._io._old, 10.0)  # the old ones are gone
+
+
 def test_best_effort_publisher_after_a_reliable_one_is_matched_and_depth_continues(world):
     node = world.make_node()
     camera = world.make_camera(RELIABLE)

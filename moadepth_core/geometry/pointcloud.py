@@ -120,7 +120,7 @@ def pack_points(xyz: np.ndarray, rgb: np.ndarray | None = None, *, pcl_layout: b
 
 
 def pack_depth(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = None, stride: int = 1, *,
-               out: object | None = None) -> PackedCloud:
+               out: object | None = None, sampled: bool = False) -> PackedCloud:
     """Organised cloud straight from HxW depth (metres, NaN/<=0 invalid) and K: back-projection fused
     into the packed buffer.
 
@@ -133,6 +133,9 @@ def pack_depth(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = None, 
     ``out``: a writable buffer of exactly :func:`depth_cloud_nbytes` bytes to pack into (e.g. the
     ``array.array`` a PointCloud2 carries, so publishing needs no further copy); it becomes ``data``,
     so a longer one would make a cloud whose data disagrees with its size.
+
+    ``sampled``: ``depth`` (and ``rgb``) already hold only every ``stride``-th pixel of the image ``K``
+    describes (what ``depth[::stride, ::stride]`` gives), so nothing is strided again.
     """
     from moadepth_core.geometry import (
         pixel_ray_planes,  # local: geometry imports nothing from here, keep it that way
@@ -144,11 +147,16 @@ def pack_depth(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = None, 
     stride = int(stride)
     if stride < 1:
         raise DataError(f"point stride must be >= 1, got {stride}")
-    rx, ry = pixel_ray_planes(K, *depth.shape)
-    if stride > 1:
+    if sampled:
+        h, w = depth.shape  # the rays of pixels (stride*i, stride*j), from a grid that holds them all
+        rx, ry = (np.ascontiguousarray(a[::stride, ::stride]) for a in pixel_ray_planes(K, h * stride, w * stride))
+        depth = np.ascontiguousarray(depth)
+    elif stride > 1:
+        rx, ry = pixel_ray_planes(K, *depth.shape)
         depth, rx, ry = (np.ascontiguousarray(a[::stride, ::stride]) for a in (depth, rx, ry))
         rgb = None if rgb is None else np.asarray(rgb)[::stride, ::stride]
     else:
+        rx, ry = pixel_ray_planes(K, *depth.shape)
         depth = np.ascontiguousarray(depth)
     h, w = depth.shape
     if rgb is not None and (rgb.shape != (h, w, 3) or rgb.dtype != np.uint8):

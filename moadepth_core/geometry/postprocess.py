@@ -25,6 +25,31 @@ from moadepth_core.geometry.pointcloud import PackedCloud, depth_cloud_nbytes, p
 if TYPE_CHECKING:  # the result type only: this module runs without torch
     from moadepth_core.runtime.processing import DepthResult
 
+#: ``point_stride: auto``: the cloud's long side is about this many times the network input's long
+#: side; two samples per network pixel keep every detail the network resolves (Nyquist), more only
+#: repeat its bilinear upsampling (docs/ROS.md: 1 at 640x480, 3 at 1280x720, 4 at 1920x1080 for 224²)
+AUTO_STRIDE_FACTOR = 2
+
+
+def auto_point_stride(image_hw: tuple[int, int], model_hw: tuple[int, int] | None,
+                      factor: float = AUTO_STRIDE_FACTOR) -> int:
+    """The integer stride (>= 1, rounded to the nearest) that makes an ``image_hw`` cloud's long side
+    about ``factor`` times the network input's (1 without a known input size)."""
+    if not model_hw:
+        return 1
+    return max(1, int(max(image_hw) / (factor * max(model_hw)) + 0.5))
+
+
+def resolve_point_stride(stride: int | str, image_hw: tuple[int, int], model_hw: tuple[int, int] | None) -> int:
+    """``point_stride`` as a number: "auto" per :func:`auto_point_stride`, an integer (or its digits) as is."""
+    if stride == "auto":
+        return auto_point_stride(image_hw, model_hw)
+    stride = int(stride)
+    if stride < 1:
+        raise DataError(f"point stride must be 'auto' or >= 1, got {stride}")
+    return stride
+
+
 def focal_scale(camera: PinholeCamera, model_hw: tuple[int, int], train_focal_px: float) -> float:
     """Factor turning the network's depth into this camera's metric depth.
 
@@ -36,6 +61,14 @@ def focal_scale(camera: PinholeCamera, model_hw: tuple[int, int], train_focal_px
     return float(geometry.scale_depth_for_focal(np.ones(1, np.float32), f_this, train_focal_px)[0])
 
 
+@functools.lru_cache(maxsize=2)
+def _nan_image(h: int, w: int) -> np.ndarray:
+    """A read-only HxW float32 image of NaN (the source of :func:`clip_depth`'s in-place masked copy)."""
+    img = np.full((h, w), np.nan, np.float32)
+    img.flags.writeable = False
+    return img
+
+
 def clip_depth(depth: np.ndarray, min_depth: float, max_depth: float, *, out: np.ndarray | None = None
                ) -> np.ndarray:
     """float32 copy with NaN wherever depth is non-finite, <= 0, or outside [min_depth, max_depth].
@@ -45,17 +78,22 @@ def clip_depth(depth: np.ndarray, min_depth: float, max_depth: float, *, out: np
     result (tested; docs/PERFORMANCE.md).
     """
     depth = np.ascontiguousarray(depth, dtype=np.float32)
+    in_place = out is depth
     if out is None:
         out = np.empty_like(depth)
     elif out.shape != depth.shape or out.dtype != np.float32:
         raise DataError(f"clip_depth's output must be a {depth.shape} float32 array, got {out.shape} {out.dtype}")
-    elif np.shares_memory(out, depth):
+    elif not in_place and np.shares_memory(out, depth):
         depth = depth.copy()
     # both bounds rounded to float32 as numpy compares a float32 array with a Python float; the lower
     # bound is at least the smallest positive float32, so 0 and negatives always fail
     lo = max(float(np.float32(min_depth)), float(np.nextafter(np.float32(0), np.float32(1))))
     hi = min(float(np.float32(max_depth)), float(np.finfo(np.float32).max))
     keep = cv2.inRange(depth, lo, hi)  # 255 inside [lo, hi]; NaN and +-inf fail
+    if in_place:  # ``out is depth``: NaN where the test failed, no second buffer; OpenCV's masked copy
+        cv2.bitwise_not(keep, dst=keep)  # from a constant NaN image is ~4x faster than numpy's masked write
+        cv2.copyTo(_nan_image(*out.shape), keep, out)
+        return out
     out.fill(np.nan)
     cv2.copyTo(depth, keep, out)
     return out
@@ -74,20 +112,27 @@ def depth_cloud(depth: np.ndarray, K: np.ndarray, *, uncertainty: np.ndarray | N
     depth = np.asarray(depth, dtype=np.float32)
     if depth.ndim != 2:
         raise DataError(f"depth must be HxW, got shape {depth.shape}")
-    if uncertainty is not None and np.isfinite(max_uncertainty):
-        if uncertainty.shape != depth.shape:
-            raise DataError(f"uncertainty shape {uncertainty.shape} differs from depth {depth.shape}")
-        # OpenCV's compare and masked copy: several times faster than np.where's branchy pass
-        keep = cv2.compare(np.ascontiguousarray(uncertainty, dtype=np.float32),
-                           float(np.float32(max_uncertainty)), cv2.CMP_LE)  # NaN fails
-        masked = np.full(depth.shape, np.nan, np.float32)
-        cv2.copyTo(np.ascontiguousarray(depth), keep, masked)
-        depth = masked
+    stride = int(stride)
+    if stride < 1:
+        raise DataError(f"point stride must be >= 1, got {stride}")
+    image_hw = depth.shape
     if rgb is not None:
         rgb = np.asarray(rgb)
         if rgb.shape[:2] != depth.shape:
             rgb = cv2.resize(rgb, (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_AREA)
-    return pack_depth(depth, K, rgb, stride, out=out)
+    # only every stride-th pixel is ever read again: mask and pack those alone
+    depth = np.ascontiguousarray(depth[::stride, ::stride])
+    rgb = None if rgb is None else rgb[::stride, ::stride]
+    if uncertainty is not None and np.isfinite(max_uncertainty):
+        if uncertainty.shape != image_hw:
+            raise DataError(f"uncertainty shape {uncertainty.shape} differs from depth {image_hw}")
+        # OpenCV's compare and masked copy: several times faster than np.where's branchy pass
+        keep = cv2.compare(np.ascontiguousarray(uncertainty[::stride, ::stride], dtype=np.float32),
+                           float(np.float32(max_uncertainty)), cv2.CMP_LE)  # NaN fails
+        masked = np.full(depth.shape, np.nan, np.float32)
+        cv2.copyTo(depth, keep, masked)
+        depth = masked
+    return pack_depth(depth, K, rgb, stride, out=out, sampled=True)
 
 
 class BufferPool(Protocol):
@@ -131,7 +176,8 @@ class OutputSettings:
     #: the network input (height, width) that ``train_focal_px`` is measured at
     model_hw: tuple[int, int] | None = None
     publish_points: bool = True
-    point_stride: int = 1
+    #: an integer >= 1, or "auto" (:func:`auto_point_stride` of the depth's size and ``model_hw``)
+    point_stride: int | str = 1
     points_rgb: bool = True
     max_uncertainty: float = np.inf
 
@@ -159,10 +205,12 @@ class Publishable:
 
     @functools.cached_property
     def confidence(self) -> FloatImage:
-        """HxW float32 in 0..1 at the depth's size."""
-        conf = self._prediction.confidence
-        out = _float_image(self._buffers, "confidence", conf.shape)
-        np.copyto(out.array, conf)
+        """HxW float32 in 0..1 at the depth's size: ``clip(1 - uncertainty, 0, 1)`` (the runtime's
+        ``confidence_from_uncertainty``, same numbers) written straight into its buffer, two passes."""
+        unc = self._prediction.uncertainty
+        out = _float_image(self._buffers, "confidence", unc.shape)
+        np.subtract(np.float32(1.0), unc, out=out.array)
+        np.clip(out.array, np.float32(0.0), np.float32(1.0), out=out.array)
         return out
 
     @functools.cached_property
@@ -172,9 +220,16 @@ class Publishable:
         if self.camera is None or not s.publish_points:
             return None
         h, w = self.depth.array.shape
-        return depth_cloud(self.depth.array, self.camera.K, uncertainty=self._prediction.uncertainty,
-                           max_uncertainty=s.max_uncertainty, stride=s.point_stride, rgb=self._rgb,
-                           out=self._buffers.get("points", depth_cloud_nbytes(h, w, s.point_stride)))
+        stride = self.point_stride
+        unc = self._prediction.uncertainty if np.isfinite(s.max_uncertainty) else None
+        return depth_cloud(self.depth.array, self.camera.K, uncertainty=unc,
+                           max_uncertainty=s.max_uncertainty, stride=stride, rgb=self._rgb,
+                           out=self._buffers.get("points", depth_cloud_nbytes(h, w, stride)))
+
+    @property
+    def point_stride(self) -> int:
+        """The cloud's stride for this frame's size (``point_stride`` "auto" resolved)."""
+        return resolve_point_stride(self._settings.point_stride, self.depth.array.shape, self._settings.model_hw)
 
 
 def publishable(prediction: DepthResult, rgb: np.ndarray, camera: PinholeCamera | None,
@@ -196,10 +251,15 @@ def publishable(prediction: DepthResult, rgb: np.ndarray, camera: PinholeCamera 
         except DataError as exc:
             problem = str(exc)
     depth = prediction.depth
-    if settings.focal_scaling and image_camera is not None and settings.train_focal_px:
-        depth = depth * np.float32(focal_scale(image_camera, settings.model_hw, settings.train_focal_px))
     out = _float_image(buffers, "depth", depth.shape)
-    clip_depth(depth, settings.min_depth, settings.max_depth, out=out.array)
+    # one pass into the message's buffer (the focal scaling's product, or a copy), then the range test
+    # in place: no intermediate array per frame
+    if settings.focal_scaling and image_camera is not None and settings.train_focal_px:
+        np.multiply(depth, np.float32(focal_scale(image_camera, settings.model_hw, settings.train_focal_px)),
+                    out=out.array)
+    else:
+        np.copyto(out.array, depth)
+    clip_depth(out.array, settings.min_depth, settings.max_depth, out=out.array)
     # scaled from the calibration itself, not from the frame's camera: one rounding, as the K
     # of depth/camera_info has always been computed
     depth_camera = camera.scaled(depth.shape) if image_camera is not None else None

@@ -18,39 +18,32 @@ memory in docs/PERFORMANCE.md).
 from __future__ import annotations
 
 import gc
-import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.event_handler import (
-    PublisherEventCallbacks,
-    QoSRequestedIncompatibleQoSInfo,
-    SubscriptionEventCallbacks,
-)
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from moadepth_core.errors import UNTRAINED_WARNING, DataError, MoadepthError
+from moadepth_core.errors import DataError, MoadepthError
 from moadepth_core.geometry.postprocess import OutputSettings, publishable
-from moadepth_core.runtime.choice import choose_runtime, explain_choice
-from moadepth_core.runtime.graph_cache import default_cache_dir
-from moadepth_core.runtime.loader import CachedGraphEstimator, load_estimator
+from moadepth_core.runtime.loader import CachedGraphEstimator
 from moadepth_ros import messages
 from moadepth_ros.messages import camera_from_info
-from moadepth_ros.node import input_qos, transport
+from moadepth_ros.node import input_qos
+from moadepth_ros.node.cli import NODE_NAME, main
 from moadepth_ros.node.diagnostics import FrameStats, ProblemLog, TimingLog, node_status
+from moadepth_ros.node.model import load_model
 from moadepth_ros.node.pacing import FramePacer
-from moadepth_ros.node.parameters import BY_NAME, PARAMS, check_value, help_text
+from moadepth_ros.node.parameters import BY_NAME, PARAMS, check_value
+from moadepth_ros.node.subscriptions import InputSubscriptions
 from moadepth_ros.node.worker import CameraInfoHistory, Frame, InferenceWorker, StampedCamera, header_stamp_ns
 
 if TYPE_CHECKING:  # the node imports torch only where it builds the network (estimator_loader)
@@ -58,7 +51,6 @@ if TYPE_CHECKING:  # the node imports torch only where it builds the network (es
 
 __all__ = ["DepthNode", "LifecycleDepthNode", "camera_from_info", "frame_from_image", "main"]
 
-NODE_NAME = "moadepth"
 #: Largest image side accepted: far beyond any camera, small enough to refuse corrupt headers early.
 MAX_IMAGE_SIDE = 16384
 
@@ -95,16 +87,9 @@ class _DepthNodeMixin:
         self._last_stamp: int | None = None  # the newest image stamp (ns), to notice time going back
         self._timing_log: TimingLog | None = None
         self.last_answered_stamp_ns: int | None = None
-        self._subs: list = []
         self._outputs: list = []
-        self._qos_timer = None
-        self.input_qos: input_qos.Decision | None = None  # the subscriptions' reliability and why
-        self.qos_rematches = 0  # re-subscriptions to match a publisher that appeared later
-        self._qos_conflicts: dict[tuple[str, int], tuple[object, QoSProfile, bool]] = {}  # current WARNs
-        self._last_image_at: float | None = None  # monotonic time and size of the newest image
-        self._last_image_bytes = 0
-        self._silent_since: float | None = None  # a best-effort publisher seen, no image since
-        self._silence_warned = False
+        self._io: InputSubscriptions | None = None  # image + camera_info, sensor_qos, QoS warnings
+        self._qos_rematches = 0  # kept across lifecycle cleanup/configure
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, p.descriptor())
@@ -135,6 +120,26 @@ class _DepthNodeMixin:
             if p.name in BY_NAME:
                 self._cfg[p.name] = p.value
 
+    # ----------------------------------------------------------------- inputs (subscriptions.py)
+    @property
+    def input_qos(self) -> input_qos.Decision | None:
+        """The input subscriptions' reliability and why (None while there are none)."""
+        return self._io.decision if self._io is not None else None
+
+    @property
+    def qos_rematches(self) -> int:
+        """Re-subscriptions to match a publisher that appeared later."""
+        return self._qos_rematches + (self._io.rematches if self._io is not None else 0)
+
+    @property
+    def _subs(self) -> list:
+        """The current input subscriptions, image first."""
+        return self._io.subs if self._io is not None else []
+
+    def _on_incompatible(self, *args, **kwargs) -> None:
+        if self._io is not None:
+            self._io.on_incompatible(*args, **kwargs)
+
     # ----------------------------------------------------------------- logging
     def report(self, kind: str, text: str) -> None:
         """One readable warning per problem, repeated at most every ``log_period`` seconds (ProblemLog)."""
@@ -148,41 +153,9 @@ class _DepthNodeMixin:
         return self._worker.run(fn)
 
     def _load_model(self) -> None:
-        """Build the estimator from the parameters; MoadepthError (untrained, device, checkpoint) propagates.
-
-        Built on the inference thread, where every later forward runs (:mod:`moadepth_ros.node.worker`).
-        """
-        c = self._cfg
-        chosen = choose_runtime(c["device"], c["precision"], c["backend"])
-        self.get_logger().info(explain_choice(c["device"], c["precision"], c["backend"], chosen))
-        _, precision, backend = chosen
-        if backend == "torch_compile":
-            self.get_logger().info("backend torch_compile: compiling the network before the first frame "
-                                   "(tens of seconds; Inductor caches kernels on disk for later starts)")
-        elif backend == "onnxruntime":
-            cache = default_cache_dir()
-            self.get_logger().info(
-                f"backend onnxruntime {precision}: a checkpoint's first start exports it to ONNX"
-                f"{' and quantises it' if precision == 'int8' else ''} (tens of seconds); later starts "
-                f"read it from {cache if cache else 'nowhere: MOADEPTH_ONNX_CACHE is empty, no cache'}")
-        if bool(c["input_height"]) != bool(c["input_width"]):
-            raise DataError(f"input_height {c['input_height']} and input_width {c['input_width']}: set both "
-                            f"(multiples of 32) or leave both 0 for the checkpoint's training size")
-        input_size = (c["input_height"], c["input_width"]) if c["input_height"] else None
-        self._estimator = self._on_worker(lambda: load_estimator(
-            c["checkpoint"] or None, allow_untrained=c["allow_untrained"], device=c["device"],
-            precision=c["precision"], backend=c["backend"], input_size=input_size))
-        est = self._estimator
-        if isinstance(est, CachedGraphEstimator):
-            self.get_logger().info(f"started from the graph cached for this checkpoint ({est.graph_file}), "
-                                   f"without building the network or importing torch")
-        if est.untrained:
-            self.get_logger().error(UNTRAINED_WARNING)
-        if c["focal_scaling"] and est.train_focal_px is None:
-            self.get_logger().warning("the checkpoint stores no training focal length: focal_scaling is off")
-        self.get_logger().info(
-            f"model {c['checkpoint'] or '(untrained)'} on {est.device} {est.precision} ({est.backend}), input "
-            f"{est.model_size[1]}x{est.model_size[0]}, training focal {est.train_focal_px} px")
+        """Build the estimator from the parameters on the inference thread, where every later forward
+        runs; MoadepthError (untrained, device, checkpoint) propagates."""
+        self._estimator = load_model(self._cfg, self.get_logger(), self._on_worker)
 
     def _create_io(self, create_pub) -> None:
         """Publishers and subscriptions.
@@ -209,129 +182,20 @@ class _DepthNodeMixin:
         self.points_pub = out(PointCloud2, "points")
         self.conf_pub = out(Image, "depth/confidence")
         self._outputs = [self.depth_pub, self.info_pub, self.points_pub, self.conf_pub]
-        self._inputs = {self.resolve_topic_name("image"): (Image, self._on_image),
-                        self.resolve_topic_name("camera_info"): (CameraInfo, self._on_info)}
-        mode = self._cfg["sensor_qos"]
-        self._subscribe(input_qos.choose(self._offered()) if mode == "auto" else input_qos.forced(mode))
-        self._qos_timer = self.create_timer(input_qos.WATCH_PERIOD_S, self._watch_inputs)
-
-    # ----------------------------------------------------------------- input QoS (sensor_qos)
-    def _offered(self) -> dict[str, list[ReliabilityPolicy]]:
-        """Each input topic (remapped, namespaced) -> the reliability its publishers offer."""
-        return {topic: [ep.qos_profile.reliability for ep in self.get_publishers_info_by_topic(topic)]
-                for topic in self._inputs}
-
-    def _subscribe(self, decision: input_qos.Decision, log: bool = True) -> None:
-        """(Re-)create the input subscriptions with ``decision``'s reliability and log why, once.
-
-        The callbacks stay the same bound methods, so frame pairing, the worker and everything after
-        them never see a re-subscription. The old subscriptions go first: both at once would deliver
-        a reliable camera's frames twice.
-        """
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs = []
-        self._qos_conflicts = {k: v for k, v in self._qos_conflicts.items() if k[0] not in self._inputs}
-        in_qos = QoSProfile(depth=5, reliability=decision.reliability, durability=DurabilityPolicy.VOLATILE,
-                            history=HistoryPolicy.KEEP_LAST)
-        for topic, (msg_type, callback) in self._inputs.items():
-            events = SubscriptionEventCallbacks(incompatible_qos=lambda event, t=topic: self._on_incompatible(
-                t, in_qos, event, we_read=True))
-            self._subs.append(self.create_subscription(msg_type, topic, callback, in_qos, event_callbacks=events))
-        self.input_qos = decision
-        self._silent_since, self._silence_warned = None, False
-        if log:
-            self.get_logger().info(f"sensor_qos {self._cfg['sensor_qos']}: subscribing "
-                                   f"{input_qos.name_of(decision.reliability)} to {' and '.join(self._inputs)}: "
-                                   f"{decision.reason}")
-
-    def _watch_inputs(self) -> None:
-        """Every WATCH_PERIOD_S: ``auto`` decides once the first publisher appears and re-matches when a
-        best-effort one joins a reliable subscription; a silent best-effort input gets the profile hint."""
-        d = self.input_qos
-        if d is None:
-            return
-        if self._cfg["sensor_qos"] == "auto" and not (d.decided and d.reliability == input_qos.BEST_EFFORT):
-            new = input_qos.choose(self._offered())
-            if not d.decided and new.decided:
-                if new.reliability == d.reliability:  # already best effort: keep the subscriptions
-                    self.input_qos = new
-                    self.get_logger().info(f"sensor_qos auto: staying best effort: {new.reason}")
-                else:
-                    self._subscribe(new)
-            elif d.decided and new.decided and new.reliability != d.reliability:
-                self.qos_rematches += 1
-                self.report("qos_rematched", f"sensor_qos auto: re-subscribed best effort to "
-                                             f"{' and '.join(self._inputs)}: {new.reason}")
-                self._subscribe(new, log=False)  # the report above is the one line
-        if self.input_qos.reliability == input_qos.BEST_EFFORT:
-            self._watch_silence(time.monotonic())
-
-    def _watch_silence(self, now: float) -> None:
-        """One warning when a best-effort input has a publisher but no image for SILENT_S (frames over
-        ~512 KiB need the camera on the shipped Fast DDS profile), unless the last frame was small."""
-        if self._last_image_at is not None and now - self._last_image_at < input_qos.SILENT_S:
-            self._silent_since, self._silence_warned = None, False
-            return
-        image_topic = next(iter(self._inputs))
-        publishers = self.get_publishers_info_by_topic(image_topic)
-        if not publishers:
-            self._silent_since = None
-            return
-        if self._silent_since is None:
-            self._silent_since = now
-        large = self._last_image_at is None or self._last_image_bytes > input_qos.LARGE_FRAME_BYTES
-        if now - self._silent_since >= input_qos.SILENT_S and large and not self._silence_warned:
-            self._silence_warned = True
-            self.report("qos_silent", (
-                f"no image on {image_topic} for {input_qos.SILENT_S:.0f} s although {len(publishers)} publisher(s) "
-                f"exist and the subscription is best effort: best-effort frames over ~512 KiB need the camera "
-                f"process on the shipped Fast DDS profile (export FASTDDS_DEFAULT_PROFILES_FILE="
-                f"{transport.PROFILE_PATH}; docs/ROS.md), or a reliable camera"))
-
-    def _on_incompatible(self, topic: str, ours: QoSProfile, event: QoSRequestedIncompatibleQoSInfo, *,
-                         we_read: bool) -> None:
-        """An incompatible-QoS event on an input or an output: one warning (ProblemLog) and a diagnostics
-        WARN while the peer is there. Under ``auto`` a reliable input's event is the watcher's to re-match."""
-        kind = event.last_policy_kind
-        if (we_read and self._cfg["sensor_qos"] == "auto" and kind == input_qos.QoSPolicyKind.RELIABILITY
-                and ours.reliability == input_qos.RELIABLE):
-            return
-        theirs = input_qos.conflicting(kind, ours, self._peers(topic, we_read), we_read=we_read)
-        self._qos_conflicts[(topic, int(kind))] = (kind, ours, we_read)
-        self.report("qos_incompatible", input_qos.mismatch_text(topic, kind, ours, theirs, we_read=we_read,
-                                                                mode=self._cfg["sensor_qos"]))
-
-    def _peers(self, topic: str, we_read: bool) -> list[QoSProfile]:
-        infos = (self.get_publishers_info_by_topic(topic) if we_read
-                 else self.get_subscriptions_info_by_topic(topic))
-        return [ep.qos_profile for ep in infos]
-
-    def _qos_warnings(self) -> list[str]:
-        """The incompatibilities still in the graph, one sentence each (those gone are forgotten)."""
-        lines = []
-        for (topic, key), (kind, ours, we_read) in list(self._qos_conflicts.items()):
-            theirs = input_qos.conflicting(kind, ours, self._peers(topic, we_read), we_read=we_read)
-            if not theirs:
-                self._qos_conflicts.pop((topic, key), None)
-                continue
-            lines.append(input_qos.mismatch_text(topic, kind, ours, theirs, we_read=we_read,
-                                                 mode=self._cfg["sensor_qos"]))
-        return lines
+        inputs = {self.resolve_topic_name("image"): (Image, self._on_image),
+                  self.resolve_topic_name("camera_info"): (CameraInfo, self._on_info)}
+        self._io = InputSubscriptions(self, inputs, self.report, self._cfg["sensor_qos"])
 
     def _destroy_io(self) -> None:
         self._worker.clear_pending()
         self.wait_idle(30.0)
-        if self._qos_timer is not None:
-            self.destroy_timer(self._qos_timer)
-            self._qos_timer = None
-        self._qos_conflicts.clear()
-        self.input_qos = None
-        for sub in getattr(self, "_subs", []):
-            self.destroy_subscription(sub)
+        if getattr(self, "_io", None) is not None:
+            self._qos_rematches += self._io.rematches
+            self._io.close()
+            self._io = None
         for pub in getattr(self, "_outputs", []):
             self.destroy_publisher(pub)
-        self._subs, self._outputs = [], []
+        self._outputs = []
         self._cameras.clear()
         self._last_stamp = None
         if self._timing_log is not None:
@@ -356,7 +220,6 @@ class _DepthNodeMixin:
 
     def _on_image(self, msg: Image) -> None:
         now = time.monotonic()
-        self._last_image_at, self._last_image_bytes = now, len(msg.data)
         self.stats.input(now)
         self._pacer.arrived(now)
         stamp = header_stamp_ns(msg.header)
@@ -417,7 +280,8 @@ class _DepthNodeMixin:
         t_depth = time.monotonic()
         if out.camera is not None:
             self.info_pub.publish(messages.camera_info_msg(paired.msg, out.camera, header))
-        self.conf_pub.publish(messages.float_image_to_msg(out.confidence, header))
+        if self.conf_pub.get_subscription_count() > 0:  # computed (resize + 1 - x) only when read
+            self.conf_pub.publish(messages.float_image_to_msg(out.confidence, header))
         t_conf = time.monotonic()
         stages = {"wait": t_start - frame.received, **prediction.timings,
                   "depth_out": t_depth - t_inferred, "confidence_out": t_conf - t_depth}
@@ -432,11 +296,12 @@ class _DepthNodeMixin:
     # ----------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         d = self.input_qos
+        warnings = self._io.warnings() if self._io is not None else []
         extra = {"sensor_qos": self._cfg["sensor_qos"], "qos_rematches": str(self.qos_rematches)}
         if d is not None:
             extra["input_reliability"] = f"{input_qos.name_of(d.reliability)}: {d.reason}"
         status = node_status(f"{self.get_name()}: depth estimation", self.stats, self._estimator, self._cfg,
-                             self._active, self.problems, self._qos_warnings(), extra)
+                             self._active, self.problems, warnings, extra)
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(arr)
@@ -505,48 +370,3 @@ class LifecycleDepthNode(_DepthNodeMixin, LifecycleNode):
         self._destroy_io()
         self._stop_worker()
         super().destroy_node()
-
-
-def main(args: list[str] | None = None) -> int:
-    """``depth_node [--lifecycle] --ros-args ...``: spin until Ctrl-C; user errors end in one line, exit 2.
-
-    ``-h``/``--help`` prints the usage and the parameter table and returns 0 without starting ROS.
-    """
-    argv = list(sys.argv if args is None else args)
-    if args is not None and (not argv or argv[0].startswith("-")):
-        argv = ["depth_node", *argv]
-    extra = rclpy.utilities.remove_ros_args(argv)[1:]
-    if "-h" in extra or "--help" in extra:
-        sys.stdout.write(help_text())
-        return 0
-    lifecycle = "--lifecycle" in extra
-    unknown = [a for a in extra if a != "--lifecycle"]
-    log = rclpy.logging.get_logger(NODE_NAME)
-    if unknown:
-        print(f"depth_node: error: unknown arguments {unknown}; usage: depth_node [--lifecycle] "
-              f"--ros-args -p name:=value -r image:=/camera/image (depth_node --help lists the parameters)",
-              file=sys.stderr)
-        return 2
-    profile = transport.use_large_data_profile()
-    rclpy.init(args=argv)
-    node = None
-    try:
-        node = LifecycleDepthNode() if lifecycle else DepthNode()
-        node.get_logger().info(f"Fast DDS large-data profile {profile}" if profile else
-                               f"Fast DDS profile left as configured "
-                               f"({transport.large_data_profile_reason() or 'not applied'})")
-        rclpy.spin(node)
-    except (MoadepthError, ParameterException) as exc:
-        log.fatal(f"cannot start: {exc}")
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

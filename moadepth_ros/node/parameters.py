@@ -28,10 +28,16 @@ class Param:
     low: float | None = None
     high: float | None = None
     step: float = 0.0
+    #: a word among ``choices`` or an integer in [low, high] (``point_stride``: "auto" or 1..64); the
+    #: descriptor allows any type, so ``-p point_stride:=2`` and YAML's ``2`` (integers) are accepted
+    #: as well as "auto", and :func:`check_value` does the checking
+    word_or_int: bool = False
 
     def descriptor(self) -> ParameterDescriptor:
-        d = ParameterDescriptor(name=self.name, description=self.description)
-        if self.choices:
+        d = ParameterDescriptor(name=self.name, description=self.description, dynamic_typing=self.word_or_int)
+        if self.word_or_int:
+            d.additional_constraints = f"{' or '.join(self.choices)} or an integer in [{self.low:g}, {self.high:g}]"
+        elif self.choices:
             d.additional_constraints = "one of: " + ", ".join(self.choices)
         if not self.dynamic:
             d.additional_constraints = (d.additional_constraints + "; " if d.additional_constraints else "") + \
@@ -39,7 +45,8 @@ class Param:
         if self.low is not None and isinstance(self.default, float):
             d.floating_point_range = [FloatingPointRange(from_value=float(self.low), to_value=float(self.high),
                                                          step=float(self.step))]
-        elif self.low is not None and isinstance(self.default, int) and not isinstance(self.default, bool):
+        elif self.low is not None and isinstance(self.default, int) and not isinstance(self.default, bool) \
+                and not self.word_or_int:
             d.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high),
                                             step=int(self.step) or 1)]
         return d
@@ -64,7 +71,10 @@ PARAMS: tuple[Param, ...] = (
     Param("min_depth", 0.1, "depths below this (m) become NaN", dynamic=True, low=0.0, high=1000.0),
     Param("max_depth", 10.0, "depths above this (m) become NaN", dynamic=True, low=0.01, high=1000.0),
     Param("publish_points", True, "publish the organised point cloud on 'points'", dynamic=True),
-    Param("point_stride", 1, "keep every n-th pixel in both directions for 'points'", dynamic=True, low=1, high=64),
+    Param("point_stride", "auto", "keep every n-th pixel in both directions for 'points'; auto: the stride "
+          "that makes the cloud's long side about twice the network input's (1 at 640x480, 3 at 1280x720, 4 at "
+          "1920x1080 with a 224x224 input; docs/ROS.md); a number forces it", dynamic=True,
+          choices=("auto",), low=1, high=64, word_or_int=True),
     Param("points_rgb", True, "add the packed rgb field to 'points'", dynamic=True),
     Param("output_size", "input", "depth at the camera's resolution ('input') or the network's ('model')",
           choices=("input", "model")),
@@ -101,6 +111,12 @@ def check_value(name: str, value: Any, current: dict[str, Any]) -> str | None:
     p = BY_NAME.get(name)
     if p is None:
         return None
+    if p.word_or_int:
+        if value in p.choices or (isinstance(value, int) and not isinstance(value, bool)
+                                  and p.low <= value <= p.high):
+            return None
+        return (f"{name} must be {' or '.join(p.choices)} or an integer in [{p.low:g}, {p.high:g}], "
+                f"got {value!r}")
     if p.choices and value not in p.choices:
         return f"{name} must be one of {', '.join(p.choices)}, got {value!r}"
     if p.low is not None and not (p.low <= value <= p.high):
@@ -144,6 +160,8 @@ def _as_typed(value: Any) -> str:
 
 
 def _limits(p: Param) -> str:
+    if p.word_or_int:
+        return " | ".join(p.choices) + f" | [{p.low:g}, {p.high:g}]"
     if p.choices:
         return " | ".join(p.choices)
     if p.low is not None:

@@ -59,9 +59,9 @@ def build_random_model(size: tuple[int, int]):
     return build_model(ModelConfig(pretrained="none", image_size=list(size))).eval()
 
 
-def test_frame() -> np.ndarray:
-    """A 640x480 RGB frame with structure (gradients + noise), not a constant."""
-    h, w = FRAME_HW
+def test_frame(hw: tuple[int, int] = FRAME_HW) -> np.ndarray:
+    """An RGB frame (640x480 unless told) with structure (gradients + noise), not a constant."""
+    h, w = hw
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:h, 0:w]
     base = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], axis=-1)

@@ -29,7 +29,8 @@ def _vm_hwm(pid: int) -> int:
 class NodeRun:
     """depth_node as a subprocess plus an in-process client (image + camera_info out, depth and points in)."""
 
-    def __init__(self, checkpoint: Path, precision: str, extra_params: dict[str, str] | None = None) -> None:
+    def __init__(self, checkpoint: Path, precision: str, extra_params: dict[str, str] | None = None,
+                 frame_hw: tuple[int, int] = FRAME_HW) -> None:
         import psutil
         import rclpy
 
@@ -66,9 +67,11 @@ class NodeRun:
         self.depth_rx = self.client.arrivals["depth"]  # (stamp ns, receive time)
         self.spinner = Spinner(self.client)
         frame_id = "bench_camera_optical_frame"
-        self.img = image_msg(test_frame(), 0, frame_id)
-        K = geometry.intrinsics_matrix(525.0, 525.0, 319.5, 239.5)
-        self.info = info_msg(K, *FRAME_HW, 0, frame_id)
+        h, w = frame_hw
+        self.img = image_msg(test_frame(frame_hw), 0, frame_id)
+        f = 525.0 * w / 640  # the same field of view at every size
+        K = geometry.intrinsics_matrix(f, f, (w - 1) / 2, (h - 1) / 2)
+        self.info = info_msg(K, h, w, 0, frame_id)
         self.seq = 0
 
     @property

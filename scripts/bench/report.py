@@ -15,6 +15,8 @@ TARGETS = [  # {prec}: the node runs' precision
     ("node_nonforward_share_torch_compile", "<=", 0.15, "same, backend torch_compile"),
     ("node_nonforward_share_onnxruntime", "<=", 0.15, "same, backend onnxruntime"),
     ("node_nonforward_share_onnxruntime_int8", "<=", 0.15, "same, backend onnxruntime int8"),
+    ("node_rate_ratio_1080p_480p", ">=", 0.8, "node rate 1920x1080 / 640x480 (one run)"),
+    ("node_latency_ratio_1080p_480p", "<=", 1.3, "node latency p50 1920x1080 / 640x480 (one run)"),
     ("speed_ratio_vs_da2_small", ">=", 5.0, "DA2-Small 518² ms / ours fp32 ms"),
     ("pack_speedup_vs_pointcloud2", ">=", 1.0, "pointcloud2 lib ms / ours ms"),
 ]
@@ -78,6 +80,13 @@ def print_table(res: dict) -> None:
           for k, label, unit in NODE_ORT_ROWS],
         *[(k + "_torch", "torch: " + label.split(": ", 1)[1], unit) for k, label, unit in NODE_ORT_ROWS],
         *[(k + "_latest", "frame_policy latest: " + label.split(": ", 1)[1], unit) for k, label, unit in NODE_ORT_ROWS],
+        *[(f"node_{k}_{w}x{h}", f"default node, camera {w}x{h}: {label}", unit)
+          for w, h in ((640, 480), (1280, 720), (1920, 1080))
+          for k, label, unit in (("output_hz", "output rate", "Hz"), ("latency_p50_ms", "latency p50", "ms"),
+                                 ("latency_p95_ms", "latency p95", "ms"),
+                                 ("nonforward_share", "(latency - forward) / forward", "x"))],
+        ("node_rate_ratio_1080p_480p", "default node: rate 1920x1080 / 640x480 (same run)", "x"),
+        ("node_latency_ratio_1080p_480p", "default node: latency p50 1920x1080 / 640x480 (same run)", "x"),
         ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
         ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
         ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),

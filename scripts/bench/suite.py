@@ -23,6 +23,7 @@ from . import ROOT
 from .common import cpu_model
 from .forward import stage_forward
 from .node import stage_node
+from .node_resolutions import stage_node_resolutions
 from .node_start import stage_node_start
 from .pack import stage_pack
 from .peer import stage_peer
@@ -52,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stages",
-                    default="forward,pack,train,peer,transport,node,node_compiled,node_onnxruntime_int8,node_start",
+                    default="forward,pack,train,peer,transport,node,node_resolutions,node_compiled,"
+                            "node_onnxruntime_int8,node_start",
                     help="comma-separated subset of forward,pack,train,peer,transport,node (backend auto, the "
-                         "node's default),node_compiled,node_onnxruntime_int8,node_start, and on request node_latest "
+                         "node's default),node_resolutions (the default node at 640x480, 1280x720, 1920x1080),"
+                         "node_compiled,node_onnxruntime_int8,node_start, and on request node_latest "
                          "(frame_policy latest), node_torch, node_onnxruntime (fp32)")
     ap.add_argument("--node-input-size", default=None, metavar="HxW", type=input_size_arg,
                     help="network input size of the node runs (default: the checkpoint's, 224x224)")
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                     stage_transport(res)
                 elif stage == "node":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate)
+                elif stage == "node_resolutions":
+                    stage_node_resolutions(res, Path(tmp), args.node_seconds, args.node_rate)
                 elif stage == "node_latest":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate, frame_policy="latest")
                 elif stage == "node_torch":
