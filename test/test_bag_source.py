@@ -8,7 +8,7 @@ import pytest
 from moadepth_core.data import open_source
 from moadepth_core.data.rosbag.messages import header_from_cdr
 from moadepth_core.data.rosbag.source import BagSource
-from moadepth_core.data.rosbag.tf_tree import StaticTfTree
+from moadepth_core.data.rosbag.tf_buffer import TfBuffer
 from moadepth_core.data.rosbag.writer import RGBDBagWriter
 from moadepth_core.errors import DataError
 from moadepth_core.geometry import compose_transforms, intrinsics_matrix, invert_transform, transform_matrix
@@ -166,20 +166,20 @@ def test_header_from_cdr_reads_stamp_and_frame(tmp_path):
 
 
 # -- static TF ---------------------------------------------------------------------------------------------
-def test_tf_tree_chains_and_inverts():
-    tree = StaticTfTree()
+def test_static_transforms_chain_and_invert():
+    tree = TfBuffer(name="the static transforms")
     A = transform_matrix([1, 0, 0], [0, 0, np.sin(0.3), np.cos(0.3)])
     B = transform_matrix([0, 2, 0], OPTICAL_Q)
     C = transform_matrix([0, 0, 0.1], [0.1, 0, 0, np.sqrt(1 - 0.01)])
-    tree.add("base", "link", A)
-    tree.add("/link", "cam", B)  # leading slash ignored, like tf2
-    tree.add("base", "other", C)
+    tree.add_static("base", "link", A)
+    tree.add_static("/link", "cam", B)  # leading slash ignored, like tf2
+    tree.add_static("base", "other", C)
     np.testing.assert_allclose(tree.lookup("base", "cam"), A @ B, atol=1e-12)
     np.testing.assert_allclose(tree.lookup("cam", "other"), invert_transform(A @ B) @ C, atol=1e-12)
     np.testing.assert_allclose(tree.lookup("cam", "cam"), np.eye(4))
-    with pytest.raises(DataError, match="not in the static transforms"):
+    with pytest.raises(DataError, match="'nowhere' was never recorded"):
         tree.lookup("cam", "nowhere")
-    tree.add("x", "y", np.eye(4))
+    tree.add_static("x", "y", np.eye(4))
     with pytest.raises(DataError, match="no chain"):
         tree.lookup("cam", "y")
 

@@ -8,7 +8,7 @@ What it does, in order:
 
 1. One indexing pass over the bag (``rosbags.AnyReader``, no ROS install): the header stamp
    and frame id of every image and depth message (parsed from the CDR bytes, images are not
-   decoded), every CameraInfo, and ``/tf_static`` into a :class:`~moadepth_core.data.rosbag.tf_tree.StaticTfTree`.
+   decoded), every CameraInfo, and ``/tf_static`` into a :class:`~moadepth_core.data.rosbag.tf_buffer.TfBuffer`.
 2. Pairing: each image takes the depth with the nearest header stamp within
    ``max_time_diff`` seconds (one depth per image; the closer image wins a tie-break); images without one and depths no image took are counted in
    :attr:`BagSource.stats`. Frames are in stamp order, so a split by index is a split by time.
@@ -41,7 +41,7 @@ from moadepth_core.data.rosbag.messages import (
     header_from_cdr,
 )
 from moadepth_core.data.rosbag.pairing import IndexedMsg, nearest, pair_by_stamp
-from moadepth_core.data.rosbag.tf_tree import StaticTfTree
+from moadepth_core.data.rosbag.tf_buffer import TfBuffer
 from moadepth_core.errors import DataError, MoadepthError
 from moadepth_core.geometry import image_buffers as imaging
 
@@ -225,7 +225,7 @@ class BagSource(RGBDSource):
         self._conns = {t: [c for c in reader.connections if c.topic == t] for t in image_topics}
         msgs: dict[str, list[IndexedMsg]] = {t: [] for t in image_topics}
         infos: dict[str, list[_Info]] = {t: [] for t in info_topics}
-        self.tf = StaticTfTree()
+        self.tf = TfBuffer(name="its /tf_static")
         for conn, log_ns, raw in reader.messages(connections=conns):
             if conn.topic in image_topics:
                 stamp, frame = header_from_cdr(raw)
@@ -237,11 +237,7 @@ class BagSource(RGBDSource):
                     stamp = m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
                     infos[conn.topic].append(_Info(stamp, K, (int(m.height), int(m.width)), m.header.frame_id))
             else:
-                m = reader.deserialize(raw, conn.msgtype)
-                for ts in m.transforms:
-                    tr, q = ts.transform.translation, ts.transform.rotation
-                    self.tf.add_transform(ts.header.frame_id, ts.child_frame_id, (tr.x, tr.y, tr.z),
-                                          (q.x, q.y, q.z, q.w))
+                self.tf.add_message(reader.deserialize(raw, conn.msgtype), static=True)
         for lst in (*msgs.values(), *infos.values()):
             lst.sort(key=lambda x: x.stamp_ns)
         self._msgs, self._infos = msgs, infos

@@ -144,11 +144,14 @@ class TfBuffer:
     def _known(self) -> str:
         return ", ".join(self.frames) or "none"
 
-    def _edge(self, child: str, stamp_ns: int, target: str, source: str) -> np.ndarray:
-        """T_parent_child of ``child``'s edge at ``stamp_ns``."""
+    def _edge(self, child: str, stamp_ns: int | None, target: str, source: str) -> np.ndarray:
+        """T_parent_child of ``child``'s edge at ``stamp_ns`` (None: static edges only)."""
         if child in self._static:
             return self._static[child][1]
         track = self._dynamic[child]
+        if stamp_ns is None:
+            raise DataError(f"no static transform from frame {source!r} to frame {target!r} in {self.name}: "
+                            f"{track.parent!r} -> {child!r} moves (it is on /tf), so a time is needed")
         s = track.stamps
         lo, hi = s[0] - self.tolerance_ns, s[-1] + self.tolerance_ns
         if stamp_ns < lo or stamp_ns > hi:
@@ -183,8 +186,9 @@ class TfBuffer:
             seen.add(p)
         return path
 
-    def lookup(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
-        """``T_target_source`` at ``stamp_ns``: maps points expressed in ``source`` into ``target``."""
+    def lookup(self, target: str, source: str, stamp_ns: int | None = None) -> np.ndarray:
+        """``T_target_source`` at ``stamp_ns``: maps points expressed in ``source`` into ``target``.
+        ``stamp_ns`` None: a chain of static transforms only (a camera's mount)."""
         target, source = _norm(target), _norm(source)
         if target == source:
             return np.eye(4)
@@ -206,7 +210,7 @@ class TfBuffer:
             T_common_target = compose_transforms(self._edge(child, stamp_ns, target, source), T_common_target)
         return compose_transforms(invert_transform(T_common_target), T_common_source)
 
-    def can_transform(self, target: str, source: str, stamp_ns: int) -> bool:
+    def can_transform(self, target: str, source: str, stamp_ns: int | None = None) -> bool:
         try:
             self.lookup(target, source, stamp_ns)
         except DataError:
