@@ -8,10 +8,13 @@ domain of its own, so a bare ``pytest`` run is as safe as ``make test``.
 from __future__ import annotations
 
 import atexit
+import importlib.metadata
 import importlib.util
 import os
 import random
+import re
 import shutil
+import sys
 import tempfile
 
 # Set at import time, before any test module can import rclpy.
@@ -41,8 +44,19 @@ if importlib.util.find_spec("torch") is not None:
     torch.set_num_threads(2)
 
 
+def _ros_wheels() -> str:
+    """Which ROS 2 distro's rclpy this venv runs, read from the wheels' metadata (rclpy not imported)."""
+    prefix = os.path.realpath(sys.prefix) + os.sep
+    for dist in importlib.metadata.distributions():
+        m = re.fullmatch(r"ros[-_]([a-z]+)[-_]rclpy", (dist.metadata["Name"] or "").lower())
+        if m and os.path.realpath(dist.locate_file("")).startswith(prefix):
+            return f"ROS 2 {m.group(1)} wheels (rclpy {dist.version}) in {sys.prefix}"
+    return f"no ROS 2 rclpy wheel in {sys.prefix}"
+
+
 def pytest_report_header(config) -> list[str]:
     return [
         f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} "
-        f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}"
+        f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']}",
+        _ros_wheels(),
     ]

@@ -28,6 +28,8 @@ from depth_node_harness import (
 from moadepth_ros.node import input_qos
 from moadepth_ros.node.depth_node import DepthNode
 
+pytestmark = pytest.mark.ros
+
 RELIABLE, BEST_EFFORT = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
 H, W = 48, 72
 K = camera_K(H, W)

@@ -12,6 +12,8 @@ import pytest
 
 from moadepth_ros.node import transport
 
+pytestmark = pytest.mark.ros
+
 SHM = Path("/dev/shm")
 
 
