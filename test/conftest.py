@@ -25,10 +25,12 @@ if not os.environ.get("ROS_DOMAIN_ID"):
 # The product's transport default (depth_node applies it too), where /dev/shm has room for it;
 # tests of the choice itself pass their own env.
 if importlib.util.find_spec("moadepth_ros") is not None:
+    from moadepth_ros import ros_compat
     from moadepth_ros.node import transport
 
     if (transport.shm_free_bytes() or 0) >= transport.MIN_SHM_FREE:
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(transport.PROFILE_PATH)
+        # FASTRTPS_DEFAULT_PROFILES_FILE under Jazzy's Fast DDS 2, FASTDDS_... under Kilted's 3
+        os.environ[ros_compat.fastdds_profile_env()] = str(transport.PROFILE_PATH)
 
 # Exported ONNX graphs go to one folder per test session, not the user's ~/.cache: tests that run
 # the same checkpoint through backend onnxruntime export (and quantise) it once.

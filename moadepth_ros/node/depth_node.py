@@ -45,7 +45,7 @@ from moadepth_core.geometry.postprocess import OutputSettings, publishable
 from moadepth_core.runtime.choice import explain_choice
 from moadepth_core.runtime.graph_cache import default_cache_dir
 from moadepth_core.runtime.loader import CachedGraphEstimator, load_estimator, plan_runtime
-from moadepth_ros import messages
+from moadepth_ros import messages, ros_compat
 from moadepth_ros.messages import camera_from_info
 from moadepth_ros.node import input_qos, transport
 from moadepth_ros.node.diagnostics import FrameStats, ProblemLog, TimingLog, node_status
@@ -286,7 +286,7 @@ class _DepthNodeMixin:
             self.report("qos_silent", (
                 f"no image on {image_topic} for {input_qos.SILENT_S:.0f} s although {len(publishers)} publisher(s) "
                 f"exist and the subscription is best effort: best-effort frames over ~512 KiB need the camera "
-                f"process on the shipped Fast DDS profile (export FASTDDS_DEFAULT_PROFILES_FILE="
+                f"process on the shipped Fast DDS profile (export {ros_compat.fastdds_profile_env()}="
                 f"{transport.PROFILE_PATH}; docs/ROS.md), or a reliable camera"))
 
     def _on_incompatible(self, topic: str, ours: QoSProfile, event: QoSRequestedIncompatibleQoSInfo, *,
