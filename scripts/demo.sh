@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-BIN=.venv/bin
+BIN=${MOADEPTH_VENV:-.venv}/bin
 OUT=${DEMO_OUT:-demo-output}
 SEED=${SEED:-7}
 FRAMES=${FRAMES:-160}

@@ -12,6 +12,9 @@ from moadepth_core.evaluation.metrics import METRIC_KEYS, aggregate, compute_met
 from moadepth_ros.tools import bag_eval
 from test_bag_source import DEP, IMG, write_bag
 
+# bag_eval reads depth_node's parameter table (rcl_interfaces) for its defaults
+pytestmark = pytest.mark.ros
+
 PRED = "/depth/image"
 
 

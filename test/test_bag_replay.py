@@ -15,6 +15,8 @@ from moadepth_core.data.rosbag.source import BagSource
 from moadepth_core.data.rosbag.writer import RGBDBagWriter
 from test_bag_source import IMG, T0, H, K, W, make_frames
 
+pytestmark = pytest.mark.ros
+
 BIN = Path(sys.executable).parent
 DEP = "/camera/depth/image_raw"
 

@@ -31,7 +31,7 @@ from moadepth_core.runtime.torch.estimator import DepthEstimator
 from moadepth_ros import messages
 from moadepth_ros.node.depth_node import DepthNode, LifecycleDepthNode
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 H, W = 48, 72  # same aspect as the 64x96 model input
 

@@ -21,7 +21,7 @@ from depth_node_harness import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 EXE = Path(sys.executable).with_name("depth_node")
 H, W = 48, 72

@@ -8,6 +8,8 @@ import pytest
 
 from moadepth_ros.node.diagnostics import FrameStats
 
+pytestmark = pytest.mark.ros
+
 
 def test_rates_latency_and_stage_medians_over_the_window():
     st = FrameStats(window_s=5.0)

@@ -8,9 +8,12 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 import yaml
 
 from moadepth_ros.node.parameters import BY_NAME
+
+pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_PARAMS = {"use_sim_time"}  # declared by every rclpy node

@@ -17,6 +17,8 @@ from moadepth_core.errors import DataError  # noqa: E402
 from moadepth_core.geometry import pointcloud  # noqa: E402
 from moadepth_ros import messages  # noqa: E402
 
+pytestmark = pytest.mark.ros
+
 
 def _header():
     h = Header()

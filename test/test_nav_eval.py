@@ -14,6 +14,9 @@ from moadepth_core.evaluation.nav2_params import find_costmap_config, load_costm
 from moadepth_ros.tools import bag_eval
 from nav_bags import CONF, DEP, IMG, PRED, nav_cfg, write_nav_bag
 
+# bag_eval reads depth_node's parameter table (rcl_interfaces) for its defaults
+pytestmark = pytest.mark.ros
+
 
 def _run(bag, out, *extra):
     return bag_eval.main(["--bag", str(bag), "--image-topic", IMG, "--depth-topic", DEP, "--prediction-topic", PRED,

@@ -20,7 +20,7 @@ from depth_node_harness import (
 )
 from moadepth_ros.node.depth_node import DepthNode
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 
 @pytest.fixture(scope="module")

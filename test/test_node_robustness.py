@@ -28,6 +28,8 @@ from moadepth_core.errors import DataError
 from moadepth_core.geometry.image_buffers import ENCODINGS
 from moadepth_ros.node.depth_node import DepthNode, camera_from_info, frame_from_image
 
+pytestmark = pytest.mark.ros
+
 H, W = 48, 72
 COLOUR = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "8UC3")
 

@@ -1,5 +1,6 @@
 """Packaging checks: the ament_python layout colcon installs, ROS-free core imports,
-one version number, and the console scripts the README promises."""
+one version number, the console scripts the README promises, one ROS distro per venv, and the
+`ros` marker on every test module that loads ROS."""
 
 from __future__ import annotations
 
@@ -239,3 +240,138 @@ def test_console_scripts_declared() -> None:
 def test_executable_installed(name: str) -> None:
     exe = Path(sysconfig.get_path("scripts")) / name
     assert exe.is_file() and os.access(exe, os.X_OK), f"{exe} missing: run `make venv`"
+
+
+# --------------------------------------------------------------------------- one ROS distro per venv
+
+
+def _distro_of_this_venv() -> str:
+    """The ROS distro whose ros-<distro>-rclpy wheel is installed in this venv itself (sys.prefix)."""
+    prefix = os.path.realpath(sys.prefix)
+    found = set()
+    for dist in importlib.metadata.distributions():
+        m = re.fullmatch(r"ros[-_]([a-z]+)[-_]rclpy", (dist.metadata["Name"] or "").lower())
+        if m and os.path.realpath(dist.locate_file("")).startswith(prefix + os.sep):
+            found.add(m.group(1))
+    assert len(found) == 1, f"{sys.prefix} holds the rclpy wheels of {sorted(found) or 'no distro'}: run `make venv`"
+    return found.pop()
+
+
+def _ros_files_outside_this_venv() -> set[str]:
+    """Files of ROS wheels visible on sys.path but installed elsewhere (.venv-kilted/ sees .venv/'s)."""
+    prefix = os.path.realpath(sys.prefix)
+    out = set()
+    for dist in importlib.metadata.distributions():
+        if not (dist.metadata["Name"] or "").lower().startswith(("ros-", "ros_")):
+            continue
+        for f in dist.files or []:
+            path = os.path.realpath(dist.locate_file(f))
+            if not path.startswith(prefix + os.sep):
+                out.add(path)
+    return out
+
+
+_ONE_DISTRO_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    try:
+        pub_node, sub_node = rclpy.create_node("moadepth_distro_pub"), rclpy.create_node("moadepth_distro_sub")
+        got = []
+        sub_node.create_subscription(Image, "moadepth_distro_check", got.append, 10)
+        pub = pub_node.create_publisher(Image, "moadepth_distro_check", 10)
+        ex = SingleThreadedExecutor()
+        ex.add_node(pub_node)
+        ex.add_node(sub_node)
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            pub.publish(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12)))
+            ex.spin_once(timeout_sec=0.1)
+        maps = sorted({line.split(maxsplit=5)[5].strip() for line in open("/proc/self/maps")
+                       if len(line.split(maxsplit=5)) == 6 and line.split(maxsplit=5)[5].startswith("/")})
+        modules = sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)})
+        print(json.dumps({"received": len(got), "rclpy": rclpy.__file__, "maps": maps, "modules": modules}))
+    finally:
+        rclpy.shutdown()
+    """
+)
+
+
+@pytest.mark.ros
+def test_this_venv_runs_one_ros_distro_over_dds() -> None:
+    """rclpy is this venv's distro at its pinned version, and a real DDS round trip loads no ROS
+    library or module of another venv (.venv-kilted/ borrows .venv/'s torch, never its ROS)."""
+    import json
+
+    distro = _distro_of_this_venv()
+    pins = (REPO / f"requirements-ros-{distro}.txt").read_text()
+    pinned = re.search(rf"^ros-{distro}-rclpy\[fastrtps\]==(\S+)$", pins, flags=re.M)
+    assert pinned, f"requirements-ros-{distro}.txt pins no ros-{distro}-rclpy[fastrtps]"
+    assert importlib.metadata.version("ros-rclpy") == pinned.group(1)
+
+    proc = subprocess.run([sys.executable, "-c", _ONE_DISTRO_SCRIPT], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["received"] >= 1, "no Image crossed DDS between two nodes"
+    prefix = os.path.realpath(sys.prefix) + os.sep
+    assert os.path.realpath(seen["rclpy"]).startswith(prefix), seen["rclpy"]
+    loaded = {os.path.realpath(p) for p in seen["maps"] + seen["modules"]}
+    assert not loaded & _ros_files_outside_this_venv(), sorted(loaded & _ros_files_outside_this_venv())
+    native = re.compile(r"/(librcl|librmw|libfastdds|libfastcdr|librosidl|lib\w+__rosidl_)[^/]*\.so")
+    elsewhere = sorted(p for p in loaded if native.search(p) and not p.startswith(prefix))
+    assert not elsewhere, f"ROS libraries loaded from outside {sys.prefix}: {elsewhere}"
+
+
+# --------------------------------------------------------------------------- the `ros` marker
+
+# Test modules that import a ROS-loading module but start no ROS: each with its reason.
+ROS_MARK_EXEMPT = {
+    "test_evaluate": "imports only checkpoint_file from depth_node_harness; it starts no rclpy",
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module an import statement of `path` names, at any depth (lazy imports included)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def test_every_test_module_that_loads_ros_is_marked_ros() -> None:
+    """.ci/run runs `pytest -m ros` under the second distro: a test module that imports rclpy or ROS
+    messages, itself or through moadepth_ros or a test helper, must carry the marker to be there."""
+    modules = {}
+    for p in (REPO / "moadepth_ros").rglob("*.py"):
+        name = ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = _imports(p)
+    for p in (REPO / "test").glob("*.py"):
+        modules[p.stem] = _imports(p)
+
+    def direct_ros(name: str) -> bool:
+        top = name.partition(".")[0]
+        return top in {"rclpy", "rcl_interfaces", "builtin_interfaces"} or top.endswith("_msgs")
+
+    ros = {m for m, imps in modules.items() if any(direct_ros(i) for i in imps)}
+    while True:
+        more = {m for m, imps in modules.items() if m not in ros and imps & ros}
+        if not more:
+            break
+        ros |= more
+    unmarked = []
+    for m in sorted(ros):
+        path = REPO / "test" / f"{m}.py"
+        if m.startswith("test_") and path.is_file() and m not in ROS_MARK_EXEMPT:
+            if "pytest.mark.ros" not in path.read_text():
+                unmarked.append(m)
+    assert not unmarked, f"test modules that load ROS without pytest.mark.ros: {unmarked}"
+    assert set(ROS_MARK_EXEMPT) <= ros, "an exemption that no longer loads ROS: drop it"

@@ -1,9 +1,10 @@
 """The README's promises to a newcomer, checked: its colcon dependency line hands pip exactly the
-non-ROS pins, `make clean` keeps trained models, the demo's checkpoint is the one the README runs,
+non-ROS pins, the ROS pins are one file per distro that ROS_DISTRO picks, `make clean` keeps trained models, the demo's checkpoint is the one the README runs,
 and the repository refers to nothing outside itself."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -44,9 +45,86 @@ def _requirements(path: Path) -> set[str]:
 
 
 def test_requirements_have_no_inline_comments() -> None:
-    for n, line in enumerate((REPO / "requirements.txt").read_text().splitlines(), 1):
-        if not line.lstrip().startswith("#"):
-            assert "#" not in line, f"requirements.txt:{n} has an inline comment: {line!r}"
+    for path in [REPO / "requirements.txt", *sorted(REPO.glob("requirements-ros-*.txt"))]:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.lstrip().startswith("#"):
+                assert "#" not in line, f"{path.name}:{n} has an inline comment: {line!r}"
+
+
+def _makefile_distros() -> tuple[list[str], str]:
+    """The Makefile's supported ROS distros and its default."""
+    text = (REPO / "Makefile").read_text()
+    distros = re.search(r"^ROS_DISTROS := (.+)$", text, flags=re.M).group(1).split()
+    default = re.search(r"^override ROS_DISTRO := (\S+)$", text, flags=re.M).group(1)
+    return distros, default
+
+
+def test_ros_pins_are_one_file_per_distro() -> None:
+    """requirements.txt holds no ROS wheel; requirements-ros-<distro>.txt, one per distro the Makefile
+    supports, pins exactly that distro's wheels, the same packages for every distro."""
+    distros, default = _makefile_distros()
+    assert default == "jazzy" and default in distros and "kilted" in distros
+    assert not any(r.startswith("ros-") for r in _requirements(REPO / "requirements.txt"))
+    files = sorted(p.name for p in REPO.glob("requirements-ros-*.txt"))
+    assert files == sorted(f"requirements-ros-{d}.txt" for d in distros)
+    packages = {}
+    for d in distros:
+        reqs = [Requirement(r) for r in _requirements(REPO / f"requirements-ros-{d}.txt")]
+        for r in reqs:
+            assert r.name.startswith(f"ros-{d}-"), f"requirements-ros-{d}.txt pins {r}"
+            assert len(r.specifier) == 1 and next(iter(r.specifier)).operator == "==", f"{r} is not pinned"
+        packages[d] = {(r.name.removeprefix(f"ros-{d}-"), tuple(sorted(r.extras))) for r in reqs}
+    assert all(packages[d] == packages[default] for d in distros), packages
+    assert ("rclpy", ("fastrtps",)) in packages[default]
+
+
+def _make_dry(target: str, env_distro: str | None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """`make -n -B target` (print every command, run none) with ROS_DISTRO as given, or unset."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ROS_DISTRO", "MAKEFLAGS", "MFLAGS")}
+    if env_distro is not None:
+        env["ROS_DISTRO"] = env_distro
+    return subprocess.run(["make", "--no-print-directory", "-n", "-B", target, "PYTHON=false"], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_ros_distro_picks_the_venv_and_its_pins() -> None:
+    unset = _make_dry("venv", None)
+    assert unset.returncode == 0, unset.stderr
+    assert "-r requirements.txt -r requirements-ros-jazzy.txt" in unset.stdout
+    assert ".venv-kilted" not in unset.stdout
+    assert _make_dry("venv", "").stdout == unset.stdout
+    kilted = _make_dry("venv", "kilted")
+    assert kilted.returncode == 0, kilted.stderr
+    assert "requirements-ros-kilted.txt" in kilted.stdout and "python3 -m venv" not in kilted.stdout
+    assert "false -m venv --without-pip .venv-kilted" in kilted.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+@pytest.mark.parametrize("distro", ["humble", "rolling"])
+def test_ros_distro_without_wheels_stops_with_one_sentence(distro: str) -> None:
+    for target in ("venv", "test", "demo"):
+        r = _make_dry(target, distro)
+        assert r.returncode != 0 and r.stdout == ""
+        assert re.search(rf"\*\*\* ROS_DISTRO={distro} [^.]*\bjazzy\b[^.]*\bkilted\b[^.]*\.  Stop\.$", r.stderr.strip()), r.stderr
+    assert _make_dry("clean", distro).returncode == 0, "cleaning needs no ROS distro"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_a_venv_holding_another_distros_wheels_is_rebuilt(tmp_path: Path) -> None:
+    """A .venv/ made when Kilted was the only distro must not get Jazzy's wheels on top."""
+    for name in ["Makefile", "requirements.txt", *(p.name for p in REPO.glob("requirements-ros-*.txt")),
+                 "setup.py", "setup.cfg", "package.xml", "pyproject.toml"]:
+        shutil.copy(REPO / name, tmp_path / name)
+    site = tmp_path / ".venv" / "lib" / "python3.11" / "site-packages"
+    (site / "ros_kilted_rclpy-9.1.2.dist-info").mkdir(parents=True)
+    (tmp_path / ".venv" / ".installed").write_text("kilted\n")  # newer than every pin file
+    env = {k: v for k, v in os.environ.items() if k not in ("ROS_DISTRO", "MAKEFLAGS", "MFLAGS")}
+    r = subprocess.run(["make", "--no-print-directory", "-n", "venv", "PYTHON=false"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "ros_kilted_rclpy-9.1.2.dist-info" in r.stdout and "rm -rf .venv;" in r.stdout
+    assert "-r requirements-ros-jazzy.txt" in r.stdout
 
 
 def test_colcon_recipe_pips_inside_a_venv_colcon_ignores() -> None:

@@ -25,8 +25,11 @@ from depth_node_harness import (
     rgb_frame,
     wait_for,
 )
+from moadepth_ros import ros_compat
 from moadepth_ros.node import input_qos
 from moadepth_ros.node.depth_node import DepthNode
+
+pytestmark = pytest.mark.ros
 
 RELIABLE, BEST_EFFORT = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
 H, W = 48, 72
@@ -258,7 +261,7 @@ def test_a_silent_best_effort_input_names_the_fast_dds_profile(world, monkeypatc
     monkeypatch.setattr(input_qos, "SILENT_S", 1.0)
     node = world.make_node()
     world.make_camera(BEST_EFFORT)  # present, never publishes: what a large frame without the profile looks like
-    assert wait_for(lambda: _logged(node, "qos_silent", "FASTDDS_DEFAULT_PROFILES_FILE", "512 KiB"), 10.0), \
+    assert wait_for(lambda: _logged(node, "qos_silent", ros_compat.fastdds_profile_env(), "512 KiB"), 10.0), \
         list(node.log_lines)
     time.sleep(1.5)  # one warning per silence, not one per period
     assert len(_logged(node, "qos_silent")) == 1

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from moadepth_ros import ros_compat
 from moadepth_ros.node import transport
+
+pytestmark = pytest.mark.ros
 
 SHM = Path("/dev/shm")
 
@@ -18,7 +21,7 @@ SHM = Path("/dev/shm")
 def test_profile_applied_on_a_clean_environment(tmp_path):
     env: dict[str, str] = {}
     assert transport.use_large_data_profile(env, cwd=tmp_path, shm_free=2**30) == str(transport.PROFILE_PATH)
-    assert env == {"FASTDDS_DEFAULT_PROFILES_FILE": str(transport.PROFILE_PATH)}
+    assert env == {ros_compat.fastdds_profile_env(): str(transport.PROFILE_PATH)}
 
 
 @pytest.mark.parametrize("env, why", [
@@ -82,7 +85,7 @@ ROOM = (transport.shm_free_bytes() or 0) >= transport.MIN_SHM_FREE
 @pytest.mark.skipif(not ROOM, reason="/dev/shm missing or too small for the profile here")
 def test_fast_dds_creates_the_large_shared_memory_segment(tmp_path):
     """A participant started the way depth_node starts gets a >= 16 MiB segment (default: 512 KiB)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("FASTDDS_DEFAULT_PROFILES_FILE", "MOADEPTH_FASTDDS_PROFILE")}
+    env = {k: v for k, v in os.environ.items() if k not in (*transport._USER_CHOICES, "MOADEPTH_FASTDDS_PROFILE")}
     before = {p.name for p in SHM.iterdir()}
     proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
@@ -94,7 +97,7 @@ def test_fast_dds_creates_the_large_shared_memory_segment(tmp_path):
         _, err = proc.communicate("\n", timeout=30)
     assert proc.returncode == 0, err
     assert "XMLPARSER Error" not in err, err
-    segments = [size for name, size in new.items() if name.startswith("fastdds_") and not name.endswith("_el")]
+    segments = [size for name, size in new.items() if name.startswith(ros_compat.fastdds_shm_prefix()) and not name.endswith("_el")]
     assert max(segments, default=0) >= 16 * 2**20, new
 
 
@@ -131,7 +134,7 @@ def test_best_effort_640x480_images_arrive_between_processes_with_the_profile():
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    assert os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") == str(transport.PROFILE_PATH)  # conftest sets it
+    assert os.environ.get(ros_compat.fastdds_profile_env()) == str(transport.PROFILE_PATH)  # conftest sets it
     n = 20
     ctx = rclpy.Context()
     rclpy.init(context=ctx)

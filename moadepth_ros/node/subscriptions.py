@@ -20,6 +20,7 @@ from collections.abc import Callable
 from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 
+from moadepth_ros import ros_compat
 from moadepth_ros.node import input_qos, transport
 from moadepth_ros.node.worker import header_stamp_ns
 
@@ -179,7 +180,7 @@ class InputSubscriptions:
             self._report("qos_silent", (
                 f"no image on {image_topic} for {input_qos.SILENT_S:.0f} s although {len(publishers)} publisher(s) "
                 f"exist and the subscription is best effort: best-effort frames over ~512 KiB need the camera "
-                f"process on the shipped Fast DDS profile (export FASTDDS_DEFAULT_PROFILES_FILE="
+                f"process on the shipped Fast DDS profile (export {ros_compat.fastdds_profile_env()}="
                 f"{transport.PROFILE_PATH}; docs/ROS.md), or a reliable camera"))
 
     # ----------------------------------------------------------------- incompatible QoS

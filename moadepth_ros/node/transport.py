@@ -1,7 +1,9 @@
 """Middleware set-up for camera-sized messages: the shipped Fast DDS large-data profile.
 
 Call :func:`use_large_data_profile` before ``rclpy.init``. It points Fast DDS at
-``fastdds_large_data.xml`` (why and the measured gain are written in that file) unless the user
+``fastdds_large_data.xml``, through the variable this distro's Fast DDS reads
+(``FASTDDS_DEFAULT_PROFILES_FILE`` on Kilted, ``FASTRTPS_DEFAULT_PROFILES_FILE`` on Jazzy;
+:mod:`moadepth_ros.ros_compat`), (why and the measured gain are written in that file) unless the user
 already chose: another RMW, their own profile file (``FASTDDS_DEFAULT_PROFILES_FILE`` or the
 legacy ``FASTRTPS_DEFAULT_PROFILES_FILE``), a ``DEFAULT_FASTDDS_PROFILES.xml`` in the working
 directory, or ``MOADEPTH_FASTDDS_PROFILE=0`` to keep Fast DDS's defaults. It is also skipped
@@ -15,9 +17,10 @@ import os
 from collections.abc import MutableMapping
 from pathlib import Path
 
+from moadepth_ros import ros_compat
+
 PROFILE_PATH = Path(__file__).with_name("fastdds_large_data.xml")
-PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
-_USER_CHOICES = (PROFILE_ENV, "FASTRTPS_DEFAULT_PROFILES_FILE")
+_USER_CHOICES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 _CWD_DEFAULTS = ("DEFAULT_FASTDDS_PROFILES.xml", "DEFAULT_FASTRTPS_PROFILES.xml")
 OPT_OUT_ENV = "MOADEPTH_FASTDDS_PROFILE"
 SHM_DIR = Path("/dev/shm")
@@ -63,9 +66,10 @@ def large_data_profile_reason(env: MutableMapping[str, str] | None = None, cwd: 
 
 def use_large_data_profile(env: MutableMapping[str, str] | None = None, cwd: Path | None = None,
                            shm_free: int | None = -1) -> str | None:
-    """Set ``FASTDDS_DEFAULT_PROFILES_FILE`` to the shipped profile unless the user chose; returns the path set."""
+    """Point Fast DDS's profile variable (:func:`ros_compat.fastdds_profile_env`) at the shipped
+    profile unless the user chose; returns the path set."""
     env = os.environ if env is None else env
     if large_data_profile_reason(env, cwd, shm_free) is not None:
         return None
-    env[PROFILE_ENV] = str(PROFILE_PATH)
-    return env[PROFILE_ENV]
+    env[ros_compat.fastdds_profile_env()] = str(PROFILE_PATH)
+    return env[ros_compat.fastdds_profile_env()]

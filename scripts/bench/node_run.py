@@ -38,9 +38,9 @@ class NodeRun:
         from moadepth_ros.dds_client import Client, Spinner, image_msg, info_msg
 
         self.ns = f"/bench{os.getpid()}"
-        exe = ROOT / ".venv" / "bin" / "depth_node"
+        exe = Path(sys.executable).parent / "depth_node"  # this venv's: .venv-kilted/ under ROS_DISTRO=kilted
         if not exe.exists():
-            exe = Path(sys.executable).parent / "depth_node"
+            exe = ROOT / ".venv" / "bin" / "depth_node"
         fd, timing_log = tempfile.mkstemp(prefix="moadepth-bench-timing-", suffix=".csv")
         os.close(fd)
         self.timing_log = Path(timing_log)
