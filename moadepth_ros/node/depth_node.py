@@ -192,7 +192,8 @@ class _DepthNodeMixin:
         self.info_pub = out(CameraInfo, "depth/camera_info")
         self.points_pub = out(PointCloud2, "points")
         self.conf_pub = out(Image, "depth/confidence")
-        self._outputs = [self.depth_pub, self.info_pub, self.points_pub, self.conf_pub]
+        self.colored_pub = out(Image, "depth/colored")
+        self._outputs = [self.depth_pub, self.info_pub, self.points_pub, self.conf_pub, self.colored_pub]
         if self._cfg["image_transport"] == "compressed":  # image_transport's naming: <image>/compressed
             image_input = (self.resolve_topic_name("image") + "/compressed", CompressedImage, self._on_compressed)
         else:
@@ -308,6 +309,11 @@ class _DepthNodeMixin:
         t_conf = time.monotonic()
         stages = {"wait": t_start - frame.received, **prediction.timings,
                   "depth_out": t_depth - t_inferred, "confidence_out": t_conf - t_depth}
+        if self.colored_pub.get_subscription_count() > 0:  # for people: coloured only while someone looks
+            data, view = out.colored
+            self.colored_pub.publish(messages.image_from_buffer(data, *view.shape[:2], "rgb8", header))
+            stages["colored_out"] = time.monotonic() - t_conf
+            t_conf = time.monotonic()
         if out.cloud is not None:
             self.points_pub.publish(messages.cloud_to_msg(out.cloud, header))
             stages["points_out"] = time.monotonic() - t_conf
