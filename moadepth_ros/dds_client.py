@@ -17,7 +17,7 @@ import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from moadepth_ros import messages
 
@@ -26,7 +26,10 @@ OUTPUTS = {  # key -> (type, topic relative to the node's namespace)
     "info": (CameraInfo, "depth/camera_info"),
     "points": (PointCloud2, "points"),
     "confidence": (Image, "depth/confidence"),
+    "colored": (Image, "depth/colored"),
 }
+#: What a client subscribes to unless told: not ``colored``, which the node computes only while read.
+DEFAULT_OUTPUTS = ("depth", "info", "points", "confidence")
 
 
 def stamp_of(msg) -> int:
@@ -36,6 +39,15 @@ def stamp_of(msg) -> int:
 
 def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "cam_optical", encoding: str = "rgb8") -> Image:
     msg = messages.numpy_to_image(rgb, encoding)
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return msg
+
+
+def compressed_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "cam_optical", codec: str = "jpeg",
+                   quality: int = 95) -> CompressedImage:
+    """sensor_msgs/CompressedImage as image_transport's compressed plugin publishes it (JPEG or PNG)."""
+    msg = messages.compressed_image_msg(rgb, codec, quality=quality)
     msg.header.frame_id = frame_id
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return msg
@@ -61,6 +73,7 @@ def wait_for(cond: Callable[[], bool], timeout: float, period: float = 0.02) -> 
 class Client(Node):
     """Publishes images/camera_info like a camera driver and records every output by stamp.
 
+    ``image_transport="compressed"`` publishes CompressedImage on ``image/compressed`` instead.
     ``received[key]``: the messages (only with ``keep_messages``; the benchmark drops them, as
     thousands of 640x480 depth images would fill its memory); ``arrivals[key]``: (stamp ns,
     receive time) of each; ``sent``: stamp ns -> publish time of frames sent with :meth:`publish`.
@@ -70,11 +83,15 @@ class Client(Node):
 
     def __init__(self, prefix: str = "", reliability=ReliabilityPolicy.RELIABLE, *,
                  name: str = "moadepth_test_client", qos_depth: int = 10, keep_messages: bool = True,
-                 outputs: Iterable[str] = tuple(OUTPUTS)) -> None:
+                 outputs: Iterable[str] = DEFAULT_OUTPUTS, image_transport: str = "raw") -> None:
         super().__init__(name)
         qos = QoSProfile(depth=qos_depth, reliability=reliability)
         p = prefix.rstrip("/")
-        self.image_pub = self.create_publisher(Image, f"{p}/image" if p else "image", qos)
+        image_topic = f"{p}/image" if p else "image"
+        if image_transport == "compressed":  # image_transport's compressed plugin: <image>/compressed
+            self.image_pub = self.create_publisher(CompressedImage, image_topic + "/compressed", qos)
+        else:
+            self.image_pub = self.create_publisher(Image, image_topic, qos)
         self.info_pub = self.create_publisher(CameraInfo, f"{p}/camera_info" if p else "camera_info", qos)
         self.lock = threading.Lock()
         self.keep_messages = keep_messages
@@ -96,7 +113,7 @@ class Client(Node):
                     self.received[key].append(msg)
         return cb
 
-    def publish(self, image: Image, info: CameraInfo | None, stamp_ns: int) -> None:
+    def publish(self, image: Image | CompressedImage, info: CameraInfo | None, stamp_ns: int) -> None:
         """Stamp ``image`` (and ``info``) with ``stamp_ns``, note the publish time, publish info then image."""
         image.header.stamp.sec, image.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
         if info is not None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import array
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from moadepth_core import geometry
 from moadepth_core.errors import DataError
+from moadepth_core.geometry import compressed
 from moadepth_core.geometry import image_buffers as imaging
 from moadepth_core.geometry.camera import PinholeCamera
 from moadepth_core.geometry.pointcloud import PackedCloud
@@ -105,6 +106,21 @@ def image_to_numpy(msg: Image) -> np.ndarray:
 def image_to_rgb8(msg: Image) -> np.ndarray:
     """HxWx3 uint8 RGB from an rgb8/bgr8/rgba8/bgra8/mono8 Image message."""
     return imaging.to_rgb8(image_to_numpy(msg), msg.encoding)
+
+
+def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
+    """HxWx3 uint8 RGB from a sensor_msgs/CompressedImage (image_transport's compressed plugin: JPEG/PNG)."""
+    return compressed.decode_rgb8(msg.format, msg.data)
+
+
+def compressed_image_msg(rgb: np.ndarray, codec: str = "jpeg", header: Header | None = None, quality: int = 95) -> CompressedImage:
+    """sensor_msgs/CompressedImage of HxWx3 RGB as the compressed plugin publishes it (format, bgr8 coded)."""
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format, data = compressed.encode_rgb8(rgb, codec, quality=quality)
+    msg.data = _byte_array(data)
+    return msg
 
 
 def depth_msg_to_metres(msg: Image, depth_scale: float | None = None, *, invalid: float = 0.0) -> np.ndarray:

@@ -18,6 +18,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=d.frames)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--bag", action="store_true", help="also write a rosbag2 at OUT/bag")
+    p.add_argument("--compressed", action="store_true",
+                   help="record the bag's images as image_transport's compressed (JPEG, .../image_raw/compressed) "
+                        "and depth as compressedDepth (16UC1 PNG, .../image_raw/compressedDepth); needs --bag")
     p.add_argument("--bag-storage", choices=["mcap", "sqlite3"], default="mcap")
     p.add_argument("--width", type=int, default=d.width)
     p.add_argument("--height", type=int, default=d.height)
@@ -42,7 +45,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
                       free_poses=args.free_poses, frames=args.frames, seed=args.seed, fps=args.fps,
                       speed=args.speed)
     try:
-        report = generate(cfg, args.out, bag=args.bag, progress=not args.quiet, bag_storage=args.bag_storage)
+        report = generate(cfg, args.out, bag=args.bag, progress=not args.quiet, bag_storage=args.bag_storage,
+                          compressed=args.compressed)
     except MoadepthError:
         raise
     except OSError as exc:

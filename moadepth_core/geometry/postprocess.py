@@ -2,7 +2,7 @@
 
 :func:`publishable` is the node's one call per frame: prediction and camera in; depth,
 confidence, the point cloud and the camera at the depth's size out, written into the node's
-reusable output buffers. The ROS node only wraps them into messages, so every number it
+reusable output buffers (and, when asked, the depth colourised for people). The ROS node only wraps them into messages, so every number it
 publishes is computed here and unit-tested without DDS. Conventions follow
 docs/ARCHITECTURE.md: ``K`` is 3x3 float64 in pixels of the image it describes, depth is HxW
 float32 metres, and the published arrays use NaN for invalid (REP 117/118).
@@ -226,6 +226,19 @@ class Publishable:
                            max_uncertainty=s.max_uncertainty, stride=stride, rgb=self._rgb,
                            out=self._buffers.get("points", depth_cloud_nbytes(h, w, stride)))
 
+    @functools.cached_property
+    def colored(self) -> tuple[Any, np.ndarray]:
+        """(buffer, HxWx3 uint8 RGB view) of the depth for people (``depth/colored``): turbo over
+        [min_depth, max_depth] (near blue, far red), invalid black (:mod:`moadepth_core.evaluation.colorize`)."""
+        from moadepth_core.evaluation.colorize import colorize_depth
+
+        s = self._settings
+        h, w = self.depth.array.shape
+        data = self._buffers.get("colored", h * w * 3)
+        view = np.frombuffer(data, dtype=np.uint8).reshape(h, w, 3)
+        np.copyto(view, colorize_depth(self.depth.array, s.min_depth, s.max_depth, cmap="turbo"))
+        return data, view
+
     @property
     def point_stride(self) -> int:
         """The cloud's stride for this frame's size (``point_stride`` "auto" resolved)."""
@@ -241,7 +254,7 @@ def publishable(prediction: DepthResult, rgb: np.ndarray, camera: PinholeCamera 
     depth still goes out, unscaled and without camera or cloud, and ``camera_problem`` says why.
     With a camera, ``focal_scaling`` rescales depth by its focal against the training camera's
     at the network input, and ``camera`` of the result is the calibration at the depth's size.
-    Outputs are written into ``buffers`` ("depth", "confidence", "points").
+    Outputs are written into ``buffers`` ("depth", "confidence", "points", "colored").
     """
     buffers = _FreshBuffers() if buffers is None else buffers
     image_camera, problem = None, None

@@ -30,7 +30,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from moadepth_core.errors import DataError, MoadepthError
 from moadepth_core.geometry.postprocess import OutputSettings, publishable
@@ -49,7 +49,8 @@ from moadepth_ros.node.worker import CameraInfoHistory, Frame, InferenceWorker, 
 if TYPE_CHECKING:  # the node imports torch only where it builds the network (estimator_loader)
     from moadepth_core.runtime.torch.estimator import DepthEstimator
 
-__all__ = ["DepthNode", "LifecycleDepthNode", "camera_from_info", "frame_from_image", "main"]
+__all__ = ["DepthNode", "LifecycleDepthNode", "camera_from_info", "frame_from_compressed", "frame_from_image",
+           "main"]
 
 #: Largest image side accepted: far beyond any camera, small enough to refuse corrupt headers early.
 MAX_IMAGE_SIDE = 16384
@@ -66,6 +67,16 @@ def frame_from_image(msg: Image) -> np.ndarray:
         raise DataError(f"{msg.encoding} image size {msg.width}x{msg.height} exceeds {MAX_IMAGE_SIDE} "
                         f"pixels per side")
     return messages.image_to_rgb8(msg)
+
+
+def frame_from_compressed(msg: CompressedImage) -> np.ndarray:
+    """HxWx3 uint8 RGB of a CompressedImage (image_transport's compressed plugin); DataError names the
+    problem (unknown format, corrupt or truncated stream, absurd size)."""
+    rgb = messages.compressed_to_rgb8(msg)
+    if rgb.shape[0] > MAX_IMAGE_SIDE or rgb.shape[1] > MAX_IMAGE_SIDE:
+        raise DataError(f"compressed image size {rgb.shape[1]}x{rgb.shape[0]} exceeds {MAX_IMAGE_SIDE} "
+                        f"pixels per side")
+    return rgb
 
 
 class _DepthNodeMixin:
@@ -181,8 +192,13 @@ class _DepthNodeMixin:
         self.info_pub = out(CameraInfo, "depth/camera_info")
         self.points_pub = out(PointCloud2, "points")
         self.conf_pub = out(Image, "depth/confidence")
-        self._outputs = [self.depth_pub, self.info_pub, self.points_pub, self.conf_pub]
-        inputs = {self.resolve_topic_name("image"): (Image, self._on_image),
+        self.colored_pub = out(Image, "depth/colored")
+        self._outputs = [self.depth_pub, self.info_pub, self.points_pub, self.conf_pub, self.colored_pub]
+        if self._cfg["image_transport"] == "compressed":  # image_transport's naming: <image>/compressed
+            image_input = (self.resolve_topic_name("image") + "/compressed", CompressedImage, self._on_compressed)
+        else:
+            image_input = (self.resolve_topic_name("image"), Image, self._on_image)
+        inputs = {image_input[0]: image_input[1:],
                   self.resolve_topic_name("camera_info"): (CameraInfo, self._on_info)}
         self._io = InputSubscriptions(self, inputs, self.report, self._cfg["sensor_qos"])
 
@@ -219,6 +235,14 @@ class _DepthNodeMixin:
         self._cameras.add(StampedCamera(header_stamp_ns(msg.header), camera, msg))
 
     def _on_image(self, msg: Image) -> None:
+        self._on_frame(msg, frame_from_image)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._on_frame(msg, frame_from_compressed)
+
+    def _on_frame(self, msg: Image | CompressedImage, decode: Callable[[object], np.ndarray]) -> None:
+        """One input frame (raw or compressed): stamp checks, decoding (a bad frame is counted, warned
+        about at most every log_period and skipped), then the worker."""
         now = time.monotonic()
         self.stats.input(now)
         self._pacer.arrived(now)
@@ -236,7 +260,7 @@ class _DepthNodeMixin:
             return
         self._last_stamp = stamp
         try:
-            rgb = frame_from_image(msg)
+            rgb = decode(msg)
         except DataError as exc:
             self.stats.count("rejected")
             self.report("image", f"image rejected: {exc}")
@@ -285,6 +309,11 @@ class _DepthNodeMixin:
         t_conf = time.monotonic()
         stages = {"wait": t_start - frame.received, **prediction.timings,
                   "depth_out": t_depth - t_inferred, "confidence_out": t_conf - t_depth}
+        if self.colored_pub.get_subscription_count() > 0:  # for people: coloured only while someone looks
+            data, view = out.colored
+            self.colored_pub.publish(messages.image_from_buffer(data, *view.shape[:2], "rgb8", header))
+            stages["colored_out"] = time.monotonic() - t_conf
+            t_conf = time.monotonic()
         if out.cloud is not None:
             self.points_pub.publish(messages.cloud_to_msg(out.cloud, header))
             stages["points_out"] = time.monotonic() - t_conf

@@ -85,6 +85,10 @@ PARAMS: tuple[Param, ...] = (
           "appears later); reliable or best_effort force it. Best effort loses frames over ~512 KiB unless the "
           "camera also uses the shipped Fast DDS profile (see docs/ROS.md)",
           choices=("auto", "reliable", "best_effort")),
+    Param("image_transport", "raw", "image_transport's transport of the input: raw subscribes to 'image' "
+          "(sensor_msgs/Image); compressed to '<image>/compressed' (sensor_msgs/CompressedImage: JPEG or PNG as "
+          "image_transport_plugins' compressed plugin publishes them, decoded with OpenCV)",
+          choices=("raw", "compressed")),
     Param("max_uncertainty", 0.5, "points whose relative uncertainty (std/depth) exceeds this become NaN",
           dynamic=True, low=0.0, high=1000.0),
     Param("frame_policy", "fresh", "when the busy worker frees up: 'fresh' waits for the next frame if it is "
@@ -132,8 +136,8 @@ USAGE = """\
 usage: depth_node [--lifecycle] [--ros-args [-p NAME:=VALUE]... [--params-file FILE] [-r FROM:=TO]...]
        depth_node -h | --help
 
-Monocular metric depth for ROS 2 (node name 'moadepth'). Subscribes to 'image' (sensor_msgs/Image)
-and 'camera_info' (optional; needed for focal scaling, depth/camera_info and points); publishes
+Monocular metric depth for ROS 2 (node name 'moadepth'). Subscribes to 'image' (sensor_msgs/Image;
+'image/compressed' with image_transport:=compressed) and 'camera_info' (optional; needed for focal scaling, depth/camera_info and points); publishes
 'depth/image', 'depth/camera_info', 'depth/confidence' and 'points'.
 
 options:

@@ -130,7 +130,7 @@ def _bag_plan(args) -> tuple[object, list, dict]:
         return topic
 
     roles = {need(args.image_topic, "image"): "image"}
-    info = args.camera_info_topic or camera_topic_sibling(args.image_topic)
+    info = args.camera_info_topic or camera_topic_sibling(args.image_topic, msgtype=topics[args.image_topic])
     if args.camera_info_topic:
         need(info, "camera_info")
     if info in topics:
@@ -138,7 +138,8 @@ def _bag_plan(args) -> tuple[object, list, dict]:
     if args.record:
         if args.depth_topic:
             roles[need(args.depth_topic, "depth")] = "record"
-            dinfo = args.depth_camera_info_topic or camera_topic_sibling(args.depth_topic)
+            dinfo = args.depth_camera_info_topic or camera_topic_sibling(args.depth_topic,
+                                                                         msgtype=topics[args.depth_topic])
             if dinfo in topics:
                 roles[dinfo] = "record"
         for tf_topic in ("/tf_static", "/tf"):  # bag_eval's costmap needs the robot's motion too
@@ -155,7 +156,7 @@ def replay(args) -> dict:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
     if not args.rate > 0:
         raise DataError(f"--rate must be positive, got {args.rate}")
@@ -199,7 +200,7 @@ def replay(args) -> dict:
         return cb
 
     types = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CameraInfo": CameraInfo,
-             "sensor_msgs/msg/PointCloud2": PointCloud2}
+             "sensor_msgs/msg/PointCloud2": PointCloud2, "sensor_msgs/msg/CompressedImage": CompressedImage}
     reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
     for k, t in out_topics.items():
         node.create_subscription(types[OUTPUTS[k][1]], t, on_output(k, t), reliable, raw=True)

@@ -8,6 +8,9 @@ import struct
 from moadepth_core.errors import DataError
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+#: image_transport's compressed and compressedDepth topics (``.../compressed``, ``.../compressedDepth``)
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 TF_TYPES = ("tf2_msgs/msg/TFMessage",)
 
@@ -28,7 +31,14 @@ def header_from_cdr(raw: bytes | memoryview) -> tuple[int, str]:
     return sec * 1_000_000_000 + nsec, frame
 
 
-def camera_topic_sibling(image_topic: str, leaf: str = "camera_info") -> str:
-    """``/camera/color/image_raw`` -> ``/camera/color/camera_info`` (the image_transport convention)."""
-    head, _, _ = image_topic.rpartition("/")
+def base_image_topic(topic: str, msgtype: str) -> str:
+    """The raw image topic a transport topic belongs to: ``/cam/image_raw/compressed`` -> ``/cam/image_raw``
+    for a CompressedImage (image_transport names ``<base>/<transport>``); other topics as they are."""
+    return topic.rpartition("/")[0] if msgtype == COMPRESSED_TYPE and topic.count("/") > 1 else topic
+
+
+def camera_topic_sibling(image_topic: str, leaf: str = "camera_info", msgtype: str = IMAGE_TYPE) -> str:
+    """``/camera/color/image_raw`` (or its ``/compressed`` transport) -> ``/camera/color/camera_info``
+    (the image_transport convention)."""
+    head, _, _ = base_image_topic(image_topic, msgtype).rpartition("/")
     return f"{head}/{leaf}"

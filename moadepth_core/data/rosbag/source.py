@@ -36,6 +36,7 @@ from moadepth_core.data.frames import RGBDFrame, RGBDSource
 from moadepth_core.data.rosbag.messages import (
     CAMERA_INFO_TYPE,
     IMAGE_TYPE,
+    IMAGE_TYPES,
     TF_TYPES,
     camera_topic_sibling,
     header_from_cdr,
@@ -43,6 +44,7 @@ from moadepth_core.data.rosbag.messages import (
 from moadepth_core.data.rosbag.pairing import IndexedMsg, nearest, pair_by_stamp
 from moadepth_core.data.rosbag.tf_buffer import TfBuffer
 from moadepth_core.errors import DataError, MoadepthError
+from moadepth_core.geometry import compressed
 from moadepth_core.geometry import image_buffers as imaging
 
 DEFAULT_MAX_TIME_DIFF = 0.02  # seconds: under half a frame at 30 fps
@@ -184,16 +186,26 @@ class BagSource(RGBDSource):
         return DataError(f"bag {self.path} has {name}{hint}; its topics are: {self._topic_list()}")
 
     def _pick_topic(self, given: str | None, what: str, words: tuple[str, ...], required: bool,
-                    msgtype: str = IMAGE_TYPE, avoid: tuple[str, ...] = ()) -> str | None:
+                    msgtype: str | tuple[str, ...] = IMAGE_TYPES, avoid: tuple[str, ...] = ()) -> str | None:
+        """``given`` checked, else the only topic of ``msgtype`` named like ``words``. Images and depth
+        may be raw or image_transport's compressed/compressedDepth (CompressedImage); where both are
+        recorded, the raw one is picked."""
         topics = self.topics()
+        types = (msgtype,) if isinstance(msgtype, str) else msgtype
         if given:
             if given not in topics:
                 raise self._missing(what, given)
-            if topics[given] != msgtype:
-                raise DataError(f"bag {self.path}: {what} topic {given} holds {topics[given]}, not {msgtype}")
+            if topics[given] not in types:
+                raise DataError(f"bag {self.path}: {what} topic {given} holds {topics[given]}, not "
+                                f"{' or '.join(types)}")
             return given
-        cands = [t for t, m in topics.items() if m == msgtype and any(w in t.lower() for w in words)
+        cands = [t for t, m in topics.items() if m in types and any(w in t.lower() for w in words)
                  and not any(a in t.lower() for a in avoid)]
+        if len(cands) > 1:  # raw first; then, for depth, compressedDepth over a JPEG of it
+            raw = [t for t in cands if topics[t] == IMAGE_TYPE]
+            if not raw and what == "depth":
+                raw = [t for t in cands if t.lower().endswith("compresseddepth")]
+            cands = raw or cands
         if len(cands) == 1:
             return cands[0]
         if required:
@@ -213,7 +225,7 @@ class BagSource(RGBDSource):
             if depth_info_topic else self._sibling(self.depth_topic, topics)
         )
         if self.camera_info_topic is None and self._K_override is None:
-            raise self._missing("camera_info", camera_topic_sibling(self.image_topic),
+            raise self._missing("camera_info", camera_topic_sibling(self.image_topic, msgtype=topics[self.image_topic]),
                                 f" for image topic {self.image_topic} (pass the CameraInfo topic or K)")
         self.extra_topics = list(extra_topics)
         for t in self.extra_topics:
@@ -256,7 +268,7 @@ class BagSource(RGBDSource):
 
     @staticmethod
     def _sibling(image_topic: str, topics: dict[str, str]) -> str | None:
-        t = camera_topic_sibling(image_topic)
+        t = camera_topic_sibling(image_topic, msgtype=topics.get(image_topic, IMAGE_TYPE))
         return t if topics.get(t) == CAMERA_INFO_TYPE else None
 
     # -- reading -----------------------------------------------------------------------------------
@@ -299,14 +311,36 @@ class BagSource(RGBDSource):
             raise DataError(f"bag {self.path}: {what} message stamped {m.header.stamp.sec}.{m.header.stamp.nanosec:09d}: "
                             f"{exc}") from None
 
+    def _compressed_error(self, m, what: str, exc: DataError) -> DataError:
+        return DataError(f"bag {self.path}: {what} message stamped {m.header.stamp.sec}."
+                         f"{m.header.stamp.nanosec:09d}: {exc}")
+
+    def _rgb(self, m) -> np.ndarray:
+        """HxWx3 uint8 RGB of an Image or a CompressedImage (image_transport's compressed plugin)."""
+        if hasattr(m, "format"):
+            try:
+                return compressed.decode_rgb8(m.format, m.data)
+            except DataError as exc:
+                raise self._compressed_error(m, "image", exc) from None
+        rgb = imaging.to_rgb8(self._decode(m, "image"), m.encoding)
+        return rgb if rgb.flags.writeable else rgb.copy()  # a view of the message buffer: own the pixels
+
+    def _metres(self, m, what: str) -> np.ndarray:
+        """Depth in metres (invalid 0) of an Image or a compressedDepth CompressedImage."""
+        if hasattr(m, "format"):
+            try:
+                array, encoding = compressed.decode_depth(m.format, m.data)
+            except DataError as exc:
+                raise self._compressed_error(m, what, exc) from None
+            return imaging.depth_to_metres(array, encoding, self.depth_scale)
+        return imaging.depth_to_metres(self._decode(m, what), m.encoding, self.depth_scale)
+
     def _get(self, index: int) -> RGBDFrame:
         im_ref, d_ref = self._pairs[index]
         im = self._read(self.image_topic, im_ref)
         dm = self._read(self.depth_topic, d_ref)
-        rgb = imaging.to_rgb8(self._decode(im, "image"), im.encoding)
-        if not rgb.flags.writeable:  # a view of the message buffer: own the pixels
-            rgb = rgb.copy()
-        depth = imaging.depth_to_metres(self._decode(dm, "depth"), dm.encoding, self.depth_scale)
+        rgb = self._rgb(im)
+        depth = self._metres(dm, "depth")
         hw = rgb.shape[:2]
         info = self._info(self.camera_info_topic, im_ref.stamp_ns)
         if info is not None:
@@ -366,7 +400,7 @@ class BagSource(RGBDSource):
         if j is None or abs(lst[j].stamp_ns - im_ref.stamp_ns) > self.max_time_diff_ns:
             return None
         m = self._read(topic, lst[j])
-        depth = imaging.depth_to_metres(self._decode(m, topic), m.encoding, self.depth_scale)
+        depth = self._metres(m, topic)
         if hw is not None and depth.shape != tuple(hw):
             depth = geometry.resize_nearest(depth, hw)
         return depth

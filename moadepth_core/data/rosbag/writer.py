@@ -30,6 +30,7 @@ _ENCODINGS: dict[str, tuple[str, int]] = {
 }
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 
@@ -172,6 +173,13 @@ class RGBDBagWriter:
             data=data,
         )
         self.write_message(topic, IMAGE_TYPE, stamp_ns, msg)
+
+    def write_compressed(self, topic: str, stamp_ns: int, frame_id: str, fmt: str, data: bytes) -> None:
+        """Write a sensor_msgs/CompressedImage (``fmt``/``data`` as image_transport's plugins make them,
+        see :mod:`moadepth_core.geometry.compressed`)."""
+        msg = self.typestore.types[COMPRESSED_TYPE](
+            header=self.header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, dtype=np.uint8))
+        self.write_message(topic, COMPRESSED_TYPE, stamp_ns, msg)
 
     def write_camera_info(
         self,
