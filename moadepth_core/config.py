@@ -121,6 +121,36 @@ class DataConfig:
 
 
 @dataclass
+class PhotometricConfig:
+    """Self-supervision from a camera and its motion in ``/tf`` (Monodepth2's recipe; docs/TRAINING.md).
+
+    Used when ``supervision`` is ``photometric`` or ``mixed``: each training frame t is warped from its
+    neighbours t-k and t+k with the predicted depth and the camera's relative pose from TF.
+    """
+
+    frame_offset: int = 1  # k: the source frames are t-k and t+k
+    min_translation: float = 0.05  # metres: a neighbour whose camera moved less is skipped (no depth signal)
+    fixed_frame: str = "odom"  # the TF frame the camera's poses are looked up in
+    camera_frame: str | None = None  # None: the image messages' frame_id (the optical frame)
+    ssim_weight: float = 0.85  # alpha: alpha*(1-SSIM)/2 + (1-alpha)*L1
+    smoothness_weight: float = 1.0e-3  # edge-aware smoothness of mean-normalised inverse depth
+    automask: bool = True  # ignore pixels where an unwarped source already matches the target better
+    depth_weight: float = 1.0  # mixed only: weight of the depth loss on frames that have depth
+
+    def validate(self) -> None:
+        if self.frame_offset < 1:
+            raise ConfigError(f"photometric.frame_offset must be at least 1, got {self.frame_offset}")
+        if self.min_translation < 0:
+            raise ConfigError(f"photometric.min_translation must not be negative, got {self.min_translation}")
+        if not 0.0 <= self.ssim_weight <= 1.0:
+            raise ConfigError(f"photometric.ssim_weight must lie in [0, 1], got {self.ssim_weight}")
+        if self.smoothness_weight < 0 or self.depth_weight < 0:
+            raise ConfigError("photometric.smoothness_weight and photometric.depth_weight must not be negative")
+        if not self.fixed_frame.strip():
+            raise ConfigError("photometric.fixed_frame must name a TF frame, e.g. odom")
+
+
+@dataclass
 class TrainConfig:
     """A whole training run; ``config/train_*.yaml`` override these defaults (the paper's recipe)."""
 
@@ -128,6 +158,10 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    # depth: ground-truth depth; photometric: view synthesis from a bag's images and /tf (no depth in the loss);
+    # mixed: photometric plus the depth loss on frames that have depth
+    supervision: Literal["depth", "photometric", "mixed"] = "depth"
+    photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
     epochs: int = 30
     batch_size: int = 8  # per process
     max_steps: int | None = None  # stops early when reached

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a run exactly (default: OUT/last.pt)")
     p.add_argument("--image-topic", help="rosbag2 colour image topic (overrides data.image_topic)")
     p.add_argument("--depth-topic", help="rosbag2 depth image topic (overrides data.depth_topic)")
+    p.add_argument("--supervision", choices=("depth", "photometric", "mixed"),
+                   help="depth (default): ground-truth depth; photometric: a bag's images and /tf, no depth in the "
+                        "loss; mixed: both (overrides supervision)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set optim.lr=1e-4 (value parsed as YAML)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -90,7 +93,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
     for key, value in (("data.train", args.data), ("data.val", args.val_data), ("out", args.out),
                        ("max_steps", args.max_steps), ("device", args.device),
                        ("model.pretrained", args.pretrained), ("data.image_topic", args.image_topic),
-                       ("data.depth_topic", args.depth_topic)):
+                       ("data.depth_topic", args.depth_topic), ("supervision", args.supervision)):
         if value is not None:
             overrides[key] = value
     cfg = apply_overrides(cfg, overrides)
@@ -153,7 +156,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if resume is None and (out / "last.pt").exists():
         raise ConfigError(f"{out} already holds a training run (last.pt); pass --resume to continue it or choose "
                           f"another --out")
-    train_src, val_src, eigen = open_training_data(cfg)
+    if cfg.supervision == "depth":
+        train_src, val_src, eigen = open_training_data(cfg)
+    else:
+        from moadepth_core.training.sampling import open_sequence_training_data
+
+        train_src, val_src, eigen = open_sequence_training_data(cfg)
     ctx = init_distributed(cfg.device)
     try:
         from moadepth_core.training.trainer import Trainer

@@ -21,9 +21,10 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 
 
-def metrics_fields(n_gates: int) -> list[str]:
+def metrics_fields(n_gates: int, supervision: str = "depth") -> list[str]:
     """metrics.csv columns: train rows fill the loss terms, validation rows the metrics."""
-    return ["kind", "step", "epoch", "loss", "ce", "l1", "silog", "lr", "images_per_s",
+    photo = ["photometric", "smoothness", "automask_fraction"] if supervision != "depth" else []
+    return ["kind", "step", "epoch", "loss", *photo, "ce", "l1", "silog", "lr", "images_per_s",
             *[f"gate_entropy_{i}" for i in range(n_gates)], *METRIC_KEYS, "images", "valid_pixels",
             "skipped_frames"]
 

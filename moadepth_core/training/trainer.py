@@ -38,6 +38,7 @@ from moadepth_core.training.distributed import (
 )
 from moadepth_core.training.losses import depth_loss
 from moadepth_core.training.optim import build_optimizer
+from moadepth_core.training.photometric import photometric_loss
 from moadepth_core.training.rng_state import capture_rng_state, restore_rng_state, seed_everything
 from moadepth_core.training.run_files import BEST_CHECKPOINT, LAST_CHECKPOINT, RunFiles, metrics_fields
 from moadepth_core.training.sampling import (
@@ -126,7 +127,7 @@ class Trainer:
         self.n_gates = len(cfg.model.adapter_blocks)
         self.run_files = None
         if dist.is_main:
-            self.run_files = RunFiles(self.out, cfg, metrics_fields(self.n_gates),
+            self.run_files = RunFiles(self.out, cfg, metrics_fields(self.n_gates, cfg.supervision),
                                       keep_until_step=self.step if ckpt is not None else -1)
 
     # -- state ----------------------------------------------------------------------------------
@@ -172,12 +173,11 @@ class Trainer:
     def train_on_batch(self, batch: dict) -> dict[str, float]:
         """Forward, loss, backward, clip, step. Returns the loss terms and gate entropies (floats)."""
         image = batch["image"].to(self.device, non_blocking=True)
-        depth = batch["depth"].to(self.device, non_blocking=True)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
         with autocast:
             out = self.ddp_model(image)
-        terms = depth_loss(out, depth, self.cfg.loss, self.edges)
+        terms = self.loss_terms(out, batch)
         self.raise_if_nan(terms["loss"])
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms["loss"]).backward()
@@ -193,6 +193,23 @@ class Trainer:
             for i, g in enumerate(out["gate_weights"]):
                 result[f"gate_entropy_{i}"] = float(gate_entropy(g.float()))
         return result
+
+    def loss_terms(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        """The loss of ``cfg.supervision``: depth (ground truth), photometric (view synthesis from the
+        camera's motion; the batch holds no depth) or mixed (both; depth only where the frame has it)."""
+        dev = self.device
+        if self.cfg.supervision == "depth":
+            return depth_loss(out, batch["depth"].to(dev, non_blocking=True), self.cfg.loss, self.edges)
+        pc = self.cfg.photometric
+        frames = batch["frames"].to(dev, non_blocking=True)
+        terms = photometric_loss(out["depth"], frames[:, 0], frames[:, 1:], batch["K"].to(dev),
+                                 batch["T_src_tgt"].to(dev), batch["source_valid"].to(dev), alpha=pc.ssim_weight,
+                                 smoothness_weight=pc.smoothness_weight, automask=pc.automask)
+        if self.cfg.supervision == "mixed":
+            d = depth_loss(out, batch["depth"].to(dev, non_blocking=True), self.cfg.loss, self.edges)
+            terms.update({k: v for k, v in d.items() if k != "loss"})
+            terms["loss"] = terms["loss"] + pc.depth_weight * d["loss"]
+        return terms
 
     def raise_if_nan(self, loss: torch.Tensor) -> None:
         """Stop with a sentence (on every rank together) instead of training on NaN."""
@@ -297,7 +314,8 @@ class Trainer:
         if self.skipped and self.dist.is_main:
             log.warning("%d unreadable training frames were skipped", self.skipped)
         return {"steps": self.step, "epoch": self.epoch, "val": last_val, "best": self.best,
-                "skipped_frames": self.skipped, "train_focal_px": self.train_focal_px}
+                "skipped_frames": self.skipped, "train_focal_px": self.train_focal_px,
+                "sequence": getattr(self.dataset.dataset.source, "stats", None) if cfg.supervision != "depth" else None}
 
     def _log_train(self, acc: dict, n: int, images: int, t0: float) -> None:
         means = {k: all_reduce_mean(v / max(n, 1), self.dist) for k, v in sorted(acc.items())}

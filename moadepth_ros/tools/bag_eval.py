@@ -340,7 +340,7 @@ def _plan_nav(args, source: BagSource, has_uncertainty: bool, uncertainty_source
     try:
         tf = read_bag_tf(args.bag)
         poses = nav_eval.frame_poses(tf, args.fixed_frame,
-                                     [(source.stamp_ns(i), source.image_frame_id(i)) for i in range(n)])
+                                     [(source.stamp_ns(i), source.frame_id(i)) for i in range(n)])
         why = nav_eval.check_poses(poses, tf, args.fixed_frame)
         if why is None:
             params = load_costmap_params(find_costmap_config(args.costmap_config))

@@ -76,6 +76,9 @@ class BagSource(RGBDSource):
     extra_topics : more depth-like Image topics to index, read with :meth:`extra` (e.g. recorded
         predictions that bag_eval scores against the ground truth).
     K : 3x3 intrinsics of the image, used when the bag has no CameraInfo for it.
+    images_only : index only the image topic (no depth topic needed): every image is a frame and its
+        depth is all zeros (invalid). Self-supervised training reads bags this way, so no depth can
+        reach its loss.
     """
 
     def __init__(
@@ -92,8 +95,10 @@ class BagSource(RGBDSource):
         stop: float = 1.0,
         extra_topics: tuple[str, ...] | list[str] = (),
         K: np.ndarray | None = None,
+        images_only: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.images_only = bool(images_only)
         if not self.path.exists():
             raise DataError(f"bag {self.path} does not exist")
         if depth_scale is not None:
@@ -216,11 +221,11 @@ class BagSource(RGBDSource):
         reader = self._reader()
         self.image_topic = self._pick_topic(image_topic, "image", ("color", "rgb", "image"), True,
                                             avoid=("depth",))
-        self.depth_topic = self._pick_topic(depth_topic, "depth", ("depth",), True)
+        self.depth_topic = None if self.images_only else self._pick_topic(depth_topic, "depth", ("depth",), True)
         topics = self.topics()
         self.camera_info_topic = self._pick_topic(info_topic, "camera_info", (), False, CAMERA_INFO_TYPE) \
             if info_topic else self._sibling(self.image_topic, topics)
-        self.depth_camera_info_topic = (
+        self.depth_camera_info_topic = None if self.images_only else (
             self._pick_topic(depth_info_topic, "depth camera_info", (), False, CAMERA_INFO_TYPE)
             if depth_info_topic else self._sibling(self.depth_topic, topics)
         )
@@ -230,7 +235,7 @@ class BagSource(RGBDSource):
         self.extra_topics = list(extra_topics)
         for t in self.extra_topics:
             self._pick_topic(t, "extra", (), True)
-        image_topics = {self.image_topic, self.depth_topic, *self.extra_topics}
+        image_topics = {t for t in (self.image_topic, self.depth_topic, *self.extra_topics) if t}
         info_topics = {t for t in (self.camera_info_topic, self.depth_camera_info_topic) if t}
         tf_topics = {t for t, m in topics.items() if t == tf_topic and m in TF_TYPES}
         conns = [c for c in reader.connections if c.topic in image_topics | info_topics | tf_topics]
@@ -256,8 +261,12 @@ class BagSource(RGBDSource):
         if self.camera_info_topic and not infos[self.camera_info_topic] and self._K_override is None:
             raise DataError(f"bag {self.path}: camera_info topic {self.camera_info_topic} has no calibrated "
                             "message (all-zero K)")
-        images, depths = msgs[self.image_topic], msgs[self.depth_topic]
-        self._pairs, unpaired_depths = pair_by_stamp(images, depths, self.max_time_diff_ns)
+        images = msgs[self.image_topic]
+        depths = [] if self.images_only else msgs[self.depth_topic]
+        if self.images_only:
+            self._pairs, unpaired_depths = [(m, None) for m in images], 0
+        else:
+            self._pairs, unpaired_depths = pair_by_stamp(images, depths, self.max_time_diff_ns)
         self.stats = {
             "images": len(images),
             "depths": len(depths),
@@ -279,9 +288,13 @@ class BagSource(RGBDSource):
         """Header stamp of frame ``index``'s image."""
         return self._pairs[index][0].stamp_ns
 
-    def image_frame_id(self, index: int) -> str:
-        """Header frame id of frame ``index``'s image (its camera's optical frame)."""
-        return self._pairs[index][0].frame_id
+    def frame_id(self, index: int) -> str:
+        """The TF frame of frame ``index``'s image: its header frame_id, else its CameraInfo's."""
+        im_ref = self._pairs[index][0]
+        if im_ref.frame_id:
+            return im_ref.frame_id
+        info = self._info(self.camera_info_topic, im_ref.stamp_ns)
+        return info.frame_id if info is not None else ""
 
     def _read(self, topic: str, msg: IndexedMsg):
         try:
@@ -338,15 +351,17 @@ class BagSource(RGBDSource):
     def _get(self, index: int) -> RGBDFrame:
         im_ref, d_ref = self._pairs[index]
         im = self._read(self.image_topic, im_ref)
-        dm = self._read(self.depth_topic, d_ref)
         rgb = self._rgb(im)
-        depth = self._metres(dm, "depth")
         hw = rgb.shape[:2]
         info = self._info(self.camera_info_topic, im_ref.stamp_ns)
         if info is not None:
             K = info.K if info.hw == hw else geometry.scale_intrinsics(info.K, info.hw, hw)
         else:
             K = self._K_override
+        if d_ref is None:  # images_only: no depth was read
+            return RGBDFrame(rgb=rgb, depth=np.zeros(hw, np.float32), K=K, name=f"{index:06d}",
+                             stamp_ns=im_ref.stamp_ns)
+        depth = self._metres(self._read(self.depth_topic, d_ref), "depth")
         depth = self._to_image_camera(depth, im_ref.frame_id or (info.frame_id if info else ""), K, hw, d_ref)
         return RGBDFrame(rgb=rgb, depth=depth, K=K, name=f"{index:06d}", stamp_ns=im_ref.stamp_ns)
 
@@ -407,6 +422,8 @@ class BagSource(RGBDSource):
 
     def describe(self) -> str:
         s = self.stats
+        if self.images_only:
+            return f"rosbag2 {self.path}: {len(self)} frames ({self.image_topic}, images only)"
         return (f"rosbag2 {self.path}: {len(self)} frames ({self.image_topic} + {self.depth_topic}; "
                 f"{s['paired']} paired, {s['unpaired_images']} images and {s['unpaired_depths']} depths unpaired)")
 
