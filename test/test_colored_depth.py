@@ -22,7 +22,7 @@ from moadepth_core.evaluation.colorize import colorize_depth
 from moadepth_ros import messages
 from moadepth_ros.node.depth_node import DepthNode
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 H, W = 48, 72
 

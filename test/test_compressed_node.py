@@ -21,7 +21,7 @@ from moadepth_ros import messages
 from moadepth_ros.dds_client import compressed_msg
 from moadepth_ros.node.depth_node import DepthNode
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 H, W = 48, 72
 
