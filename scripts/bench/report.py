@@ -90,6 +90,7 @@ def print_table(res: dict) -> None:
         ("pack_ms", "depth -> points -> PointCloud2 (ours)", "ms"),
         ("pack_ms_pointcloud2", "same with the pointcloud2 library", "ms"),
         ("pack_speedup_vs_pointcloud2", "pack speed-up vs pointcloud2", "x"),
+        ("compressed_decode_ms", "compressed input: 640x480 JPEG -> rgb8 (OpenCV)", "ms"),
         ("peer_da2_small_ms", "DA2-Small fp32 518x518 forward", "ms"),
         ("speed_ratio_vs_da2_small", "DA2-Small ms / ours fp32 ms (torch)", "x"),
         ("speed_ratio_vs_da2_small_onnxruntime", "DA2-Small ms / ours fp32 ms (onnxruntime)", "x"),
