@@ -3,8 +3,10 @@ outputs with its own header, a silent camera delays nobody, invalid names fail a
 
 from __future__ import annotations
 
+import threading
 import time
 
+import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 
@@ -121,6 +123,41 @@ def _statuses(node):
     finally:
         pub.publish = original
     return got
+
+
+def test_predict_batch_is_predict_of_each_frame():
+    from moadepth_core.runtime.torch.estimator import DepthEstimator
+
+    est = DepthEstimator(checkpoint_file(), device="cpu", precision="fp32", backend="torch")
+    assert est.batches
+    frames = [rgb_frame(48, 72, seed=1), rgb_frame(32, 48, seed=2), rgb_frame(64, 96, seed=3)]
+    batched = est.predict_batch(frames)
+    for rgb, got in zip(frames, batched, strict=True):
+        one = est.predict(rgb)
+        assert got.depth.shape == rgb.shape[:2]
+        np.testing.assert_allclose(got.depth, one.depth, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got.uncertainty, one.uncertainty, rtol=1e-4, atol=1e-5)
+
+
+def test_frames_waiting_from_three_cameras_run_as_one_torch_batch(multi):
+    sizes = {"front": (48, 72), "left": (32, 48), "right": (48, 72)}
+    node, clients = multi(list(sizes), list(sizes), backend="torch", precision="fp32", max_batch=3)
+    gate = threading.Event()
+    holder = threading.Thread(target=node._on_worker, args=(gate.wait,), daemon=True)
+    holder.start()  # the worker is busy: the three frames wait together
+    stamps = {}
+    for i, (name, (h, w)) in enumerate(sizes.items()):
+        stamps[name] = 1_700_000_005_000_000_000 + i * 3_000_000
+        clients[name].publish(image_msg(rgb_frame(h, w, seed=i), stamps[name], frame_id=name),
+                              info_msg(camera_K(h, w), h, w, stamps[name], frame_id=name), stamps[name])
+    assert wait_for(lambda: sum(node.camera(n).stats.frames_in for n in sizes) == 3, 10.0)
+    gate.set()
+    holder.join(10.0)
+    for name, (h, w) in sizes.items():
+        assert wait_for(lambda c=clients[name], s=stamps[name]: s in c.stamps("depth"), 30.0)
+        (msg,) = clients[name].got("depth")
+        assert (msg.header.frame_id, msg.height, msg.width) == (name, h, w)
+    assert node.batch_sizes == {3: 1}
 
 
 def test_invalid_camera_names_are_refused_at_start_naming_them(ros):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -93,7 +94,9 @@ class _DepthNodeMixin:
         #: one per camera (``cameras``; the single camera "" by default): topics, pairing, pacing, counters
         self.cameras: list[CameraIO] = [CameraIO("")]
         self._worker = InferenceWorker(self._process, self.report, FrameStats(), FramePacer(),
-                                       lambda: self._cfg["frame_policy"], lambda: self._cfg["max_batch"])
+                                       lambda: self._cfg["frame_policy"], lambda: self._cfg["max_batch"],
+                                       self._predict_batch)
+        self.batch_sizes: Counter[int] = Counter()  # frames per batched forward -> how many such forwards
         self._timing_log: TimingLog | None = None
         self.last_answered_stamp_ns: int | None = None
         self._qos_rematches = 0  # kept across lifecycle cleanup/configure
@@ -327,6 +330,17 @@ class _DepthNodeMixin:
         return self._worker.wait_idle(timeout)
 
     # ----------------------------------------------------------------- per frame (on the worker)
+    def _predict_batch(self, frames: list[Frame]) -> None:
+        """Several cameras' waiting frames as one forward, where the estimator batches (eager torch);
+        otherwise nothing here and :meth:`_process` infers each frame."""
+        est = self._estimator
+        if est is None or not getattr(est, "batches", False) or not self._active:
+            return
+        for frame, prediction in zip(frames, est.predict_batch([f.rgb for f in frames], self._cfg["output_size"]),
+                                     strict=True):
+            frame.prediction = prediction
+        self.batch_sizes[len(frames)] += 1
+
     def _process(self, frame: Frame) -> None:
         est = self._estimator
         cam: CameraIO = frame.camera or self.cameras[0]
@@ -334,7 +348,8 @@ class _DepthNodeMixin:
             return
         c = dict(self._cfg)
         t_start = time.monotonic()
-        prediction = est.predict(frame.rgb, output_size=c["output_size"])
+        prediction = frame.prediction if frame.prediction is not None else \
+            est.predict(frame.rgb, output_size=c["output_size"])
         t_inferred = time.monotonic()
         paired = cam.infos.pick(frame.image_stamp_ns, c["camera_info_tolerance"])
         if paired is None:

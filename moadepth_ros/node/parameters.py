@@ -100,8 +100,9 @@ PARAMS: tuple[Param, ...] = (
           "front/image/compressed) and publishes front/depth/image, front/depth/camera_info, front/points, "
           "front/depth/confidence, front/depth/colored, and the same under left/; names must be valid relative "
           "ROS names", string_list=True),
-    Param("max_batch", 4, "most frames one worker pass takes when several cameras have one waiting (the "
-          "oldest first; run one after the other: the cached ONNX graph has batch 1)", low=1, high=64),
+    Param("max_batch", 4, "most frames one worker pass takes when several cameras have one waiting, the "
+          "oldest first: one batched forward with backend torch, one after the other on the batch-1 ONNX graph",
+          low=1, high=64),
     Param("max_uncertainty", 0.5, "points whose relative uncertainty (std/depth) exceeds this become NaN",
           dynamic=True, low=0.0, high=1000.0),
     Param("frame_policy", "fresh", "when the busy worker frees up: 'fresh' waits for the next frame if it is "

@@ -6,8 +6,9 @@ replaces are counted as dropped in that camera's stats). One thread takes the pe
 it frees up: the oldest first, up to ``max_batch`` of them in one pass, so with several cameras no
 camera starves and a silent one delays nobody. A lone frame may, with ``frame_policy: fresh``, be
 set aside for the next one from the same camera (:mod:`moadepth_ros.node.pacing` says how long).
-The frames of one pass run one after the other: the cached ONNX Runtime graph has a fixed batch 1
-(``runtime/onnx_session.py``), so a pass is not one batched forward. The executor thread
+The frames of one pass go through the network as one batch where the runtime takes one (``prepare``:
+eager torch); the cached ONNX Runtime graph and the compiled one have a fixed batch 1
+(``runtime/onnx_session.py``), and there they run one after the other. The executor thread
 never runs the network, so parameters, services, diagnostics and shutdown stay responsive.
 
 The same thread also runs jobs (:meth:`InferenceWorker.run`), before any frame: the node builds
@@ -56,6 +57,7 @@ class Frame:
     camera: Any = None  # the node's per-camera state, handed back to ``process``
     stats: FrameStats | None = None  # that camera's counters (default: the worker's)
     pacer: FramePacer | None = None  # that camera's frame pacing (default: the worker's)
+    prediction: Any = None  # set by the worker's ``prepare`` when the frame was inferred in a batch
 
 
 @dataclass
@@ -100,13 +102,15 @@ class InferenceWorker:
 
     def __init__(self, process: Callable[[Frame], None], report: Callable[[str, str], None],
                  stats: FrameStats, pacer: FramePacer, frame_policy: Callable[[], str],
-                 max_batch: Callable[[], int] = lambda: 1) -> None:
+                 max_batch: Callable[[], int] = lambda: 1,
+                 prepare: Callable[[list[Frame]], None] | None = None) -> None:
         self._process = process
         self._report = report
         self._stats = stats
         self._pacer = pacer
         self._frame_policy = frame_policy
         self._max_batch = max_batch
+        self._prepare = prepare  # infers a pass's frames as one batch (sets Frame.prediction), or not
         self._cv = threading.Condition()
         self._pending: dict[str, Frame] = {}  # camera -> its newest waiting frame
         self._jobs: deque[tuple[Callable[[], object], Future]] = deque()
@@ -186,6 +190,8 @@ class InferenceWorker:
             try:
                 if not frames:
                     self._run_job(fn, fut)
+                if len(frames) > 1 and self._prepare is not None:
+                    self._prepare_batch(frames)
                 for frame in frames:  # oldest first; one camera's failure is that frame's only
                     self._run_frame(frame)
             finally:
@@ -199,6 +205,16 @@ class InferenceWorker:
             fut.set_result(fn())
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, who decides
             fut.set_exception(exc)
+
+    def _prepare_batch(self, frames: list[Frame]) -> None:
+        """One forward for the pass's frames; on failure each frame is inferred on its own after all."""
+        try:
+            self._prepare(frames)
+        except Exception as exc:  # noqa: BLE001 - the frames still run one by one
+            for f in frames:
+                f.prediction = None
+            self._report("batch", f"batched inference of {len(frames)} frames failed, running them one by one: "
+                                  f"{type(exc).__name__}: {exc}")
 
     def _run_frame(self, frame: Frame) -> None:
         try:
