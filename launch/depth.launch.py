@@ -2,6 +2,9 @@
 
 ros2 launch moadepth_ros depth.launch.py checkpoint:=/path/model.pt namespace:=front \
     image:=/front/color/image_raw camera_info:=/front/color/camera_info
+
+Three cameras in one process (one model): cameras:="[front, left, right]" and each camera's topics under
+its name (front/image, front/camera_info -> front/depth/image, front/points, ...); see docs/ROS.md.
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -19,6 +22,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and outputs"),
         DeclareLaunchArgument("image", default_value="image", description="input image topic"),
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="input CameraInfo topic"),
+        DeclareLaunchArgument("cameras", default_value="[]", description="several cameras, one model: "
+                              "[front, left, right] reads front/image... and writes front/depth/image... "
+                              "(remap each, e.g. front/image:=/front/color/image_raw); [] = one camera"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
         DeclareLaunchArgument("params_file", default_value=default_params, description="parameters YAML"),
     ]
@@ -30,7 +36,8 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
         parameters=[
             LaunchConfiguration("params_file"),
-            {"checkpoint": LaunchConfiguration("checkpoint"), "use_sim_time": LaunchConfiguration("use_sim_time")},
+            {"checkpoint": LaunchConfiguration("checkpoint"), "use_sim_time": LaunchConfiguration("use_sim_time"),
+             "cameras": LaunchConfiguration("cameras")},
         ],
         remappings=[("image", LaunchConfiguration("image")), ("camera_info", LaunchConfiguration("camera_info"))],
     )

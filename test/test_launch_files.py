@@ -17,7 +17,7 @@ pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_PARAMS = {"use_sim_time"}  # declared by every rclpy node
-LAUNCH_ARGS = {"checkpoint", "namespace", "image", "camera_info", "use_sim_time", "params_file"}
+LAUNCH_ARGS = {"checkpoint", "namespace", "image", "camera_info", "cameras", "use_sim_time", "params_file"}
 
 
 def _console_scripts() -> set[str]:

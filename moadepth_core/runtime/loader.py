@@ -61,6 +61,13 @@ class CachedGraphEstimator:
     def predict_flip_averaged(self, rgb: np.ndarray) -> np.ndarray:
         return self._session.predict_flip_averaged(rgb)
 
+    #: the cached graph is exported at batch 1: :meth:`predict_batch` runs the frames one after the other
+    batches = False
+
+    def predict_batch(self, rgbs: list[np.ndarray], output_size: Literal["input", "model"] = "input"
+                      ) -> list[DepthResult]:
+        return [self._session.predict(rgb, output_size) for rgb in rgbs]
+
 
 def _torch_free_plan(checkpoint: str | Path | None, device: str, precision: str,
                      backend: str) -> tuple[str, Path] | None:

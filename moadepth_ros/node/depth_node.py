@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -38,13 +39,14 @@ from moadepth_core.runtime.loader import CachedGraphEstimator
 from moadepth_ros import messages
 from moadepth_ros.messages import camera_from_info
 from moadepth_ros.node import input_qos
+from moadepth_ros.node.cameras import CameraIO, check_camera_names
 from moadepth_ros.node.cli import NODE_NAME, main
 from moadepth_ros.node.diagnostics import FrameStats, ProblemLog, TimingLog, node_status
 from moadepth_ros.node.model import load_model
 from moadepth_ros.node.pacing import FramePacer
 from moadepth_ros.node.parameters import BY_NAME, PARAMS, check_value
 from moadepth_ros.node.subscriptions import InputSubscriptions
-from moadepth_ros.node.worker import CameraInfoHistory, Frame, InferenceWorker, StampedCamera, header_stamp_ns
+from moadepth_ros.node.worker import Frame, InferenceWorker, StampedCamera, header_stamp_ns
 
 if TYPE_CHECKING:  # the node imports torch only where it builds the network (estimator_loader)
     from moadepth_core.runtime.torch.estimator import DepthEstimator
@@ -86,25 +88,23 @@ class _DepthNodeMixin:
         self._estimator: DepthEstimator | CachedGraphEstimator | None = None
         self._active = False
         self._cfg: dict = {p.name: p.default for p in PARAMS}
-        self.stats = FrameStats()
         self._problem_log = ProblemLog()
         self.problems = self._problem_log.problems  # every problem seen, by kind (logged or not)
         self.log_lines = self._problem_log.lines  # (kind, line) of the lines actually logged
-        self._pacer = FramePacer()
-        self._out = messages.OutputBuffers()  # the worker's message buffers, written in place
-        self._worker = InferenceWorker(self._process, self.report, self.stats, self._pacer,
-                                       lambda: self._cfg["frame_policy"])
-        self._cameras = CameraInfoHistory()
-        self._last_stamp: int | None = None  # the newest image stamp (ns), to notice time going back
+        #: one per camera (``cameras``; the single camera "" by default): topics, pairing, pacing, counters
+        self.cameras: list[CameraIO] = [CameraIO("")]
+        self._worker = InferenceWorker(self._process, self.report, FrameStats(), FramePacer(),
+                                       lambda: self._cfg["frame_policy"], lambda: self._cfg["max_batch"],
+                                       self._predict_batch)
+        self.batch_sizes: Counter[int] = Counter()  # frames per batched forward -> how many such forwards
         self._timing_log: TimingLog | None = None
         self.last_answered_stamp_ns: int | None = None
-        self._outputs: list = []
-        self._io: InputSubscriptions | None = None  # image + camera_info, sensor_qos, QoS warnings
         self._qos_rematches = 0  # kept across lifecycle cleanup/configure
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, p.descriptor())
         self._cfg = {p.name: self.get_parameter(p.name).value for p in PARAMS}
+        self._cfg["cameras"] = list(self._cfg["cameras"] or [])  # YAML's [] arrives unset (None)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self._cfg["diagnostics_period"], self._publish_diagnostics)
@@ -129,27 +129,65 @@ class _DepthNodeMixin:
     def _after_set_parameters(self, params: list[Parameter]) -> None:
         for p in params:
             if p.name in BY_NAME:
-                self._cfg[p.name] = p.value
+                self._cfg[p.name] = list(p.value or []) if p.name == "cameras" else p.value
+
+    # ----------------------------------------------------------------- cameras (cameras.py)
+    def camera(self, name: str = "") -> CameraIO:
+        """The camera called ``name`` ("" for the single one)."""
+        return next(c for c in self.cameras if c.name == name)
+
+    # the first (with ``cameras`` empty: the only) camera's state, under the names the node always had
+    @property
+    def stats(self) -> FrameStats:
+        return self.cameras[0].stats
+
+    @property
+    def _io(self) -> InputSubscriptions | None:
+        return self.cameras[0].io
+
+    @property
+    def _last_stamp(self) -> int | None:
+        return self.cameras[0].last_stamp
+
+    @property
+    def depth_pub(self):
+        return self.cameras[0].depth_pub
+
+    @property
+    def info_pub(self):
+        return self.cameras[0].info_pub
+
+    @property
+    def points_pub(self):
+        return self.cameras[0].points_pub
+
+    @property
+    def conf_pub(self):
+        return self.cameras[0].conf_pub
+
+    @property
+    def colored_pub(self):
+        return self.cameras[0].colored_pub
+
+    @property
+    def _outputs(self) -> list:
+        return [pub for c in self.cameras for pub in c.outputs]
 
     # ----------------------------------------------------------------- inputs (subscriptions.py)
     @property
     def input_qos(self) -> input_qos.Decision | None:
-        """The input subscriptions' reliability and why (None while there are none)."""
+        """The (first camera's) input subscriptions' reliability and why (None while there are none)."""
         return self._io.decision if self._io is not None else None
 
     @property
     def qos_rematches(self) -> int:
-        """Re-subscriptions to match a publisher that appeared later."""
-        return self._qos_rematches + (self._io.rematches if self._io is not None else 0)
+        """Re-subscriptions to match a publisher that appeared later (all cameras)."""
+        return self._qos_rematches + sum(c.io.rematches for c in self.cameras if c.io is not None)
 
     @property
     def _subs(self) -> list:
-        """The current input subscriptions, image first."""
+        """The (first camera's) current input subscriptions, image first."""
         return self._io.subs if self._io is not None else []
-
-    def _on_incompatible(self, *args, **kwargs) -> None:
-        if self._io is not None:
-            self._io.on_incompatible(*args, **kwargs)
 
     # ----------------------------------------------------------------- logging
     def report(self, kind: str, text: str) -> None:
@@ -166,9 +204,20 @@ class _DepthNodeMixin:
     def _load_model(self) -> None:
         """Build the estimator from the parameters on the inference thread, where every later forward
         runs; MoadepthError (untrained, device, checkpoint) propagates."""
+        check_camera_names(self._cfg["cameras"])  # before the model: a wrong name fails at once
         self._estimator = load_model(self._cfg, self.get_logger(), self._on_worker)
 
     def _create_io(self, create_pub) -> None:
+        names = check_camera_names(self._cfg["cameras"])
+        if [c.name for c in self.cameras] != (names or [""]):
+            self.cameras = [CameraIO(n) for n in names or [""]]
+        for cam in self.cameras:
+            self._create_camera_io(cam, create_pub)
+        if len(self.cameras) > 1:
+            self.get_logger().info(f"{len(self.cameras)} cameras: {', '.join(c.name for c in self.cameras)}; one "
+                                   f"model, up to max_batch={self._cfg['max_batch']} frames per worker pass")
+
+    def _create_camera_io(self, cam: CameraIO, create_pub) -> None:
         """Publishers and subscriptions.
 
         Publishers are RELIABLE so reliable (depth_image_proc, recorders) and best-effort (Nav2) readers
@@ -176,44 +225,50 @@ class _DepthNodeMixin:
         still repairing and it lost depth images (docs/ROS.md); a best-effort reader still only
         ever gets the newest.
         """
-        if self._cfg["timing_log"]:
+        if self._cfg["timing_log"] and self._timing_log is None:
             self._timing_log = TimingLog(self._cfg["timing_log"])
             self.get_logger().info(f"timing log: one row per answered frame in {self._timing_log.path}")
         out_qos = QoSProfile(depth=3, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
 
         def out(msg_type, topic: str):
-            events = PublisherEventCallbacks(incompatible_qos=lambda event: self._on_incompatible(
-                pub.topic_name, out_qos, event, we_read=False))
-            pub = create_pub(msg_type, topic, out_qos, event_callbacks=events)
+            def on_incompatible(event) -> None:
+                if cam.io is not None:
+                    cam.io.on_incompatible(pub.topic_name, out_qos, event, we_read=False)
+
+            pub = create_pub(msg_type, cam.topic(topic), out_qos,
+                             event_callbacks=PublisherEventCallbacks(incompatible_qos=on_incompatible))
             return pub
 
-        self.depth_pub = out(Image, "depth/image")
-        self.info_pub = out(CameraInfo, "depth/camera_info")
-        self.points_pub = out(PointCloud2, "points")
-        self.conf_pub = out(Image, "depth/confidence")
-        self.colored_pub = out(Image, "depth/colored")
-        self._outputs = [self.depth_pub, self.info_pub, self.points_pub, self.conf_pub, self.colored_pub]
+        cam.depth_pub = out(Image, "depth/image")
+        cam.info_pub = out(CameraInfo, "depth/camera_info")
+        cam.points_pub = out(PointCloud2, "points")
+        cam.conf_pub = out(Image, "depth/confidence")
+        cam.colored_pub = out(Image, "depth/colored")
+        cam.outputs = [cam.depth_pub, cam.info_pub, cam.points_pub, cam.conf_pub, cam.colored_pub]
+        image = self.resolve_topic_name(cam.topic("image"))
         if self._cfg["image_transport"] == "compressed":  # image_transport's naming: <image>/compressed
-            image_input = (self.resolve_topic_name("image") + "/compressed", CompressedImage, self._on_compressed)
+            image_input = (image + "/compressed", CompressedImage,
+                           lambda msg: self._on_frame(msg, frame_from_compressed, cam))
         else:
-            image_input = (self.resolve_topic_name("image"), Image, self._on_image)
+            image_input = (image, Image, lambda msg: self._on_frame(msg, frame_from_image, cam))
         inputs = {image_input[0]: image_input[1:],
-                  self.resolve_topic_name("camera_info"): (CameraInfo, self._on_info)}
-        self._io = InputSubscriptions(self, inputs, self.report, self._cfg["sensor_qos"])
+                  self.resolve_topic_name(cam.topic("camera_info")): (CameraInfo, lambda msg: self._on_info(msg, cam))}
+        cam.io = InputSubscriptions(self, inputs, self.report, self._cfg["sensor_qos"])
 
     def _destroy_io(self) -> None:
         self._worker.clear_pending()
         self.wait_idle(30.0)
-        if getattr(self, "_io", None) is not None:
-            self._qos_rematches += self._io.rematches
-            self._io.close()
-            self._io = None
-        for pub in getattr(self, "_outputs", []):
-            self.destroy_publisher(pub)
-        self._outputs = []
-        self._cameras.clear()
-        self._last_stamp = None
+        for cam in getattr(self, "cameras", []):
+            if cam.io is not None:
+                self._qos_rematches += cam.io.rematches
+                cam.io.close()
+                cam.io = None
+            for pub in cam.outputs:
+                self.destroy_publisher(pub)
+            cam.outputs = []
+            cam.infos.clear()
+            cam.last_stamp = None
         if self._timing_log is not None:
             self._timing_log.close()
             self._timing_log = None
@@ -226,112 +281,131 @@ class _DepthNodeMixin:
         self._worker.stop(timeout=30.0)
 
     # ----------------------------------------------------------------- callbacks
-    def _on_info(self, msg: CameraInfo) -> None:
+    def _on_info(self, msg: CameraInfo, cam: CameraIO | None = None) -> None:
+        cam = cam or self.cameras[0]
         try:
             camera = camera_from_info(msg)
         except DataError as exc:
-            self.report("camera_info", f"CameraInfo ignored: {exc}")
+            self.report("camera_info", cam.says(f"CameraInfo ignored: {exc}"))
             return
-        self._cameras.add(StampedCamera(header_stamp_ns(msg.header), camera, msg))
+        cam.infos.add(StampedCamera(header_stamp_ns(msg.header), camera, msg))
 
     def _on_image(self, msg: Image) -> None:
-        self._on_frame(msg, frame_from_image)
+        self._on_frame(msg, frame_from_image, self.cameras[0])
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self._on_frame(msg, frame_from_compressed)
-
-    def _on_frame(self, msg: Image | CompressedImage, decode: Callable[[object], np.ndarray]) -> None:
-        """One input frame (raw or compressed): stamp checks, decoding (a bad frame is counted, warned
-        about at most every log_period and skipped), then the worker."""
+    def _on_frame(self, msg: Image | CompressedImage, decode: Callable[[object], np.ndarray],
+                  cam: CameraIO) -> None:
+        """One input frame of ``cam`` (raw or compressed): stamp checks, decoding (a bad frame is
+        counted, warned about at most every log_period and skipped), then the worker."""
         now = time.monotonic()
-        self.stats.input(now)
-        self._pacer.arrived(now)
+        cam.stats.input(now)
+        cam.pacer.arrived(now)
         stamp = header_stamp_ns(msg.header)
-        if self._last_stamp is not None and stamp < self._last_stamp:
-            back = (self._last_stamp - stamp) / 1e9
-            self._last_stamp = stamp
-            self._cameras.clear()
-            self._worker.clear_pending()
-            self._pacer.reset()  # a bag loop may pause between its last and first frame
-            self.stats.reset_window()
-            self.stats.count("rejected")
-            self.report("stamp", f"image stamps went back by {back:.3f} s (bag loop or clock reset?): "
-                                 f"state reset, this frame skipped")
+        if cam.last_stamp is not None and stamp < cam.last_stamp:
+            back = (cam.last_stamp - stamp) / 1e9
+            cam.reset()  # a bag loop may pause between its last and first frame
+            cam.last_stamp = stamp
+            self._worker.clear_pending(cam.name)
+            cam.stats.count("rejected")
+            self.report("stamp", cam.says(f"image stamps went back by {back:.3f} s (bag loop or clock reset?): "
+                                          f"state reset, this frame skipped"))
             return
-        self._last_stamp = stamp
+        cam.last_stamp = stamp
         try:
             rgb = decode(msg)
         except DataError as exc:
-            self.stats.count("rejected")
-            self.report("image", f"image rejected: {exc}")
+            cam.stats.count("rejected")
+            self.report("image", cam.says(f"image rejected: {exc}"))
             return
         if not self._active:
             return
-        if not (self._cfg["force_inference"] or any(p.get_subscription_count() > 0 for p in self._outputs)):
-            self.stats.count("skipped")
+        if not (self._cfg["force_inference"] or any(p.get_subscription_count() > 0 for p in cam.outputs)):
+            cam.stats.count("skipped")
             return
-        self._worker.submit(Frame(msg.header, rgb, stamp, now))
+        self._worker.submit(Frame(msg.header, rgb, stamp, now, source=cam.name, camera=cam, stats=cam.stats,
+                                  pacer=cam.pacer))
 
     def wait_idle(self, timeout: float) -> bool:
         """True once no frame is pending or running (tests and shutdown use it)."""
         return self._worker.wait_idle(timeout)
 
     # ----------------------------------------------------------------- per frame (on the worker)
+    def _predict_batch(self, frames: list[Frame]) -> None:
+        """Several cameras' waiting frames as one forward, where the estimator batches (eager torch);
+        otherwise nothing here and :meth:`_process` infers each frame."""
+        est = self._estimator
+        if est is None or not getattr(est, "batches", False) or not self._active:
+            return
+        for frame, prediction in zip(frames, est.predict_batch([f.rgb for f in frames], self._cfg["output_size"]),
+                                     strict=True):
+            frame.prediction = prediction
+        self.batch_sizes[len(frames)] += 1
+
     def _process(self, frame: Frame) -> None:
         est = self._estimator
+        cam: CameraIO = frame.camera or self.cameras[0]
         if not self._active or est is None:
             return
         c = dict(self._cfg)
         t_start = time.monotonic()
-        prediction = est.predict(frame.rgb, output_size=c["output_size"])
+        prediction = frame.prediction if frame.prediction is not None else \
+            est.predict(frame.rgb, output_size=c["output_size"])
         t_inferred = time.monotonic()
-        paired = self._cameras.pick(frame.image_stamp_ns, c["camera_info_tolerance"])
+        paired = cam.infos.pick(frame.image_stamp_ns, c["camera_info_tolerance"])
         if paired is None:
-            self.report("no_camera_info", "no CameraInfo on camera_info yet: publishing depth without "
-                                          "focal scaling, depth/camera_info or points")
+            self.report("no_camera_info", cam.says(f"no CameraInfo on {cam.topic('camera_info')} yet: publishing "
+                                                   f"depth without focal scaling, depth/camera_info or points"))
         settings = OutputSettings(
             min_depth=c["min_depth"], max_depth=c["max_depth"], focal_scaling=c["focal_scaling"],
             train_focal_px=est.train_focal_px, model_hw=est.model_size, publish_points=c["publish_points"],
             point_stride=c["point_stride"], points_rgb=c["points_rgb"], max_uncertainty=c["max_uncertainty"])
-        out = publishable(prediction, frame.rgb, paired.camera if paired else None, settings, self._out)
+        out = publishable(prediction, frame.rgb, paired.camera if paired else None, settings, cam.buffers)
         if out.camera_problem:
-            self.report("camera_info_size", out.camera_problem)
+            self.report("camera_info_size", cam.says(out.camera_problem))
         header = frame.header
         if not self._active:
             return
         # depth first: it is what costmaps wait for; confidence and the cloud are computed after it
-        self.depth_pub.publish(messages.float_image_to_msg(out.depth, header))
+        cam.depth_pub.publish(messages.float_image_to_msg(out.depth, header))
         t_depth = time.monotonic()
         if out.camera is not None:
-            self.info_pub.publish(messages.camera_info_msg(paired.msg, out.camera, header))
-        if self.conf_pub.get_subscription_count() > 0:  # computed (resize + 1 - x) only when read
-            self.conf_pub.publish(messages.float_image_to_msg(out.confidence, header))
+            cam.info_pub.publish(messages.camera_info_msg(paired.msg, out.camera, header))
+        if cam.conf_pub.get_subscription_count() > 0:  # computed (resize + 1 - x) only when read
+            cam.conf_pub.publish(messages.float_image_to_msg(out.confidence, header))
         t_conf = time.monotonic()
         stages = {"wait": t_start - frame.received, **prediction.timings,
                   "depth_out": t_depth - t_inferred, "confidence_out": t_conf - t_depth}
-        if self.colored_pub.get_subscription_count() > 0:  # for people: coloured only while someone looks
+        if cam.colored_pub.get_subscription_count() > 0:  # for people: coloured only while someone looks
             data, view = out.colored
-            self.colored_pub.publish(messages.image_from_buffer(data, *view.shape[:2], "rgb8", header))
+            cam.colored_pub.publish(messages.image_from_buffer(data, *view.shape[:2], "rgb8", header))
             stages["colored_out"] = time.monotonic() - t_conf
             t_conf = time.monotonic()
         if out.cloud is not None:
-            self.points_pub.publish(messages.cloud_to_msg(out.cloud, header))
+            cam.points_pub.publish(messages.cloud_to_msg(out.cloud, header))
             stages["points_out"] = time.monotonic() - t_conf
-        self.last_answered_stamp_ns = frame.image_stamp_ns
-        self.stats.output(time.monotonic() - frame.received, stages=stages)
+        self.last_answered_stamp_ns = cam.last_answered_stamp_ns = frame.image_stamp_ns
+        cam.stats.output(time.monotonic() - frame.received, stages=stages)
         if self._timing_log is not None:
             self._timing_log.write(frame.image_stamp_ns, frame.received, t_depth, stages)
 
     # ----------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
-        d = self.input_qos
-        warnings = self._io.warnings() if self._io is not None else []
-        extra = {"sensor_qos": self._cfg["sensor_qos"], "qos_rematches": str(self.qos_rematches)}
-        if d is not None:
-            extra["input_reliability"] = f"{input_qos.name_of(d.reliability)}: {d.reason}"
-        status = node_status(f"{self.get_name()}: depth estimation", self.stats, self._estimator, self._cfg,
-                             self._active, self.problems, warnings, extra)
-        arr = DiagnosticArray(status=[status])
+        """One status per camera (its rates, drops, latency and input QoS; the node's problem counts)."""
+        statuses = []
+        for cam in self.cameras:
+            d = cam.io.decision if cam.io is not None else None
+            warnings = cam.io.warnings() if cam.io is not None else []
+            rematches = cam.io.rematches if cam.io is not None else 0
+            extra = {"sensor_qos": self._cfg["sensor_qos"],
+                     "qos_rematches": str(self.qos_rematches if len(self.cameras) == 1 else rematches)}
+            if d is not None:
+                extra["input_reliability"] = f"{input_qos.name_of(d.reliability)}: {d.reason}"
+            if cam.name:
+                extra["camera"] = cam.name
+            label = f"{self.get_name()}: {cam.name + ' ' if cam.name else ''}depth estimation"
+            statuses.append(node_status(label, cam.stats, self._estimator, self._cfg, self._active, self.problems,
+                                        warnings, extra))
+        arr = DiagnosticArray(status=statuses)
         arr.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(arr)
 

@@ -32,13 +32,19 @@ class Param:
     #: descriptor allows any type, so ``-p point_stride:=2`` and YAML's ``2`` (integers) are accepted
     #: as well as "auto", and :func:`check_value` does the checking
     word_or_int: bool = False
+    #: a list of strings (``cameras``): dynamically typed, as rclpy types an empty default as a byte array
+    #: (and a YAML ``[]`` arrives unset: None, read as the empty list)
+    string_list: bool = False
 
     def descriptor(self) -> ParameterDescriptor:
-        d = ParameterDescriptor(name=self.name, description=self.description, dynamic_typing=self.word_or_int)
+        d = ParameterDescriptor(name=self.name, description=self.description,
+                                dynamic_typing=self.word_or_int or self.string_list)
         if self.word_or_int:
             d.additional_constraints = f"{' or '.join(self.choices)} or an integer in [{self.low:g}, {self.high:g}]"
         elif self.choices:
             d.additional_constraints = "one of: " + ", ".join(self.choices)
+        elif self.string_list:
+            d.additional_constraints = "a list of strings"
         if not self.dynamic:
             d.additional_constraints = (d.additional_constraints + "; " if d.additional_constraints else "") + \
                 "read at start-up / lifecycle configure"
@@ -89,6 +95,14 @@ PARAMS: tuple[Param, ...] = (
           "(sensor_msgs/Image); compressed to '<image>/compressed' (sensor_msgs/CompressedImage: JPEG or PNG as "
           "image_transport_plugins' compressed plugin publishes them, decoded with OpenCV)",
           choices=("raw", "compressed")),
+    Param("cameras", [], "several cameras served by one model: [] is one camera at the node's own names "
+          "(image -> depth/image ...); [front, left] subscribes to front/image, front/camera_info (and "
+          "front/image/compressed) and publishes front/depth/image, front/depth/camera_info, front/points, "
+          "front/depth/confidence, front/depth/colored, and the same under left/; names must be valid relative "
+          "ROS names", string_list=True),
+    Param("max_batch", 4, "most frames one worker pass takes when several cameras have one waiting, the "
+          "oldest first: one batched forward with backend torch, one after the other on the batch-1 ONNX graph",
+          low=1, high=64),
     Param("max_uncertainty", 0.5, "points whose relative uncertainty (std/depth) exceeds this become NaN",
           dynamic=True, low=0.0, high=1000.0),
     Param("frame_policy", "fresh", "when the busy worker frees up: 'fresh' waits for the next frame if it is "
@@ -121,6 +135,10 @@ def check_value(name: str, value: Any, current: dict[str, Any]) -> str | None:
             return None
         return (f"{name} must be {' or '.join(p.choices)} or an integer in [{p.low:g}, {p.high:g}], "
                 f"got {value!r}")
+    if p.string_list:
+        if value is None or (isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value)):
+            return None
+        return f"{name} must be a list of strings, got {value!r}"
     if p.choices and value not in p.choices:
         return f"{name} must be one of {', '.join(p.choices)}, got {value!r}"
     if p.low is not None and not (p.low <= value <= p.high):

@@ -1,9 +1,14 @@
 """The depth node's inference thread: one pending frame, a job queue, and CameraInfo pairing.
 
 The image callback hands each converted frame to :meth:`InferenceWorker.submit`, which keeps
-only the newest one as *the* pending frame (the frames it replaces are counted as dropped). One
-thread takes the pending frame when it frees up; with ``frame_policy: fresh`` it may set it
-aside for the next one (:mod:`moadepth_ros.node.pacing` says how long). The executor thread
+only the newest one per camera (``Frame.source``) as that camera's pending frame (the frames it
+replaces are counted as dropped in that camera's stats). One thread takes the pending frames when
+it frees up: the oldest first, up to ``max_batch`` of them in one pass, so with several cameras no
+camera starves and a silent one delays nobody. A lone frame may, with ``frame_policy: fresh``, be
+set aside for the next one from the same camera (:mod:`moadepth_ros.node.pacing` says how long).
+The frames of one pass go through the network as one batch where the runtime takes one (``prepare``:
+eager torch); the cached ONNX Runtime graph and the compiled one have a fixed batch 1
+(``runtime/onnx_session.py``), and there they run one after the other. The executor thread
 never runs the network, so parameters, services, diagnostics and shutdown stay responsive.
 
 The same thread also runs jobs (:meth:`InferenceWorker.run`), before any frame: the node builds
@@ -20,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo
@@ -47,6 +53,11 @@ class Frame:
     rgb: np.ndarray  # HxWx3 uint8
     image_stamp_ns: int
     received: float  # time.monotonic() at the callback
+    source: str = ""  # the camera it came from (one pending frame per camera)
+    camera: Any = None  # the node's per-camera state, handed back to ``process``
+    stats: FrameStats | None = None  # that camera's counters (default: the worker's)
+    pacer: FramePacer | None = None  # that camera's frame pacing (default: the worker's)
+    prediction: Any = None  # set by the worker's ``prepare`` when the frame was inferred in a batch
 
 
 @dataclass
@@ -90,14 +101,18 @@ class InferenceWorker:
     """
 
     def __init__(self, process: Callable[[Frame], None], report: Callable[[str, str], None],
-                 stats: FrameStats, pacer: FramePacer, frame_policy: Callable[[], str]) -> None:
+                 stats: FrameStats, pacer: FramePacer, frame_policy: Callable[[], str],
+                 max_batch: Callable[[], int] = lambda: 1,
+                 prepare: Callable[[list[Frame]], None] | None = None) -> None:
         self._process = process
         self._report = report
         self._stats = stats
         self._pacer = pacer
         self._frame_policy = frame_policy
+        self._max_batch = max_batch
+        self._prepare = prepare  # infers a pass's frames as one batch (sets Frame.prediction), or not
         self._cv = threading.Condition()
-        self._pending: Frame | None = None
+        self._pending: dict[str, Frame] = {}  # camera -> its newest waiting frame
         self._jobs: deque[tuple[Callable[[], object], Future]] = deque()
         self._busy = False
         self._stop = False
@@ -107,16 +122,20 @@ class InferenceWorker:
 
     # ----------------------------------------------------------------- called from other threads
     def submit(self, frame: Frame) -> None:
-        """Make ``frame`` the pending one; a frame it replaces is counted as dropped."""
+        """Make ``frame`` its camera's pending one; a frame it replaces is counted as dropped."""
         with self._cv:
-            if self._pending is not None:
-                self._stats.count("dropped")
-            self._pending = frame
+            if self._pending.pop(frame.source, None) is not None:
+                (frame.stats or self._stats).count("dropped")
+            self._pending[frame.source] = frame  # re-inserted: the dict stays in arrival order
             self._cv.notify_all()  # the worker may share the condition with wait_idle() callers
 
-    def clear_pending(self) -> None:
+    def clear_pending(self, source: str | None = None) -> None:
+        """Forget the pending frame of camera ``source`` (all cameras' when None)."""
         with self._cv:
-            self._pending = None
+            if source is None:
+                self._pending.clear()
+            else:
+                self._pending.pop(source, None)
 
     def run(self, fn: Callable[[], object]) -> object:
         """Run ``fn`` on the inference thread and return its result (or raise its exception)."""
@@ -132,7 +151,7 @@ class InferenceWorker:
         """True once no frame is pending or running and no job is queued."""
         end = time.monotonic() + timeout
         with self._cv:
-            while self._pending is not None or self._jobs or self._busy:
+            while self._pending or self._jobs or self._busy:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False
@@ -143,7 +162,7 @@ class InferenceWorker:
         """End the thread after its current frame or job; queued jobs fail instead of hanging their callers."""
         with self._cv:
             self._stop = True
-            self._pending = None
+            self._pending.clear()
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
@@ -156,22 +175,24 @@ class InferenceWorker:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while self._pending is None and not self._jobs and not self._stop:
+                while not self._pending and not self._jobs and not self._stop:
                     self._cv.wait()
                 if self._stop:
                     return
+                frames: list[Frame] = []
                 if self._jobs:
                     fn, fut = self._jobs.popleft()
-                    frame = None
                 else:
-                    frame, self._pending = self._pending, None
+                    frames = self._take_oldest()
                 self._busy = True
-                if frame is not None:
-                    frame = self._fresher_frame(frame)
+                if len(frames) == 1:
+                    frames = [self._fresher_frame(frames[0])]
             try:
-                if frame is None:
+                if not frames:
                     self._run_job(fn, fut)
-                else:
+                if len(frames) > 1 and self._prepare is not None:
+                    self._prepare_batch(frames)
+                for frame in frames:  # oldest first; one camera's failure is that frame's only
                     self._run_frame(frame)
             finally:
                 with self._cv:
@@ -185,6 +206,16 @@ class InferenceWorker:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, who decides
             fut.set_exception(exc)
 
+    def _prepare_batch(self, frames: list[Frame]) -> None:
+        """One forward for the pass's frames; on failure each frame is inferred on its own after all."""
+        try:
+            self._prepare(frames)
+        except Exception as exc:  # noqa: BLE001 - the frames still run one by one
+            for f in frames:
+                f.prediction = None
+            self._report("batch", f"batched inference of {len(frames)} frames failed, running them one by one: "
+                                  f"{type(exc).__name__}: {exc}")
+
     def _run_frame(self, frame: Frame) -> None:
         try:
             self._process(frame)
@@ -194,20 +225,31 @@ class InferenceWorker:
             self._report("internal", f"inference failed on frame at {frame.image_stamp_ns / 1e9:.3f} s: "
                                      f"{type(exc).__name__}: {exc}")
 
+    def _take_oldest(self) -> list[Frame]:
+        """The pending frames received first, at most ``max_batch`` of them (called holding ``_cv``)."""
+        n = max(1, int(self._max_batch()))
+        frames = sorted(self._pending.values(), key=lambda f: f.received)[:n]
+        for f in frames:
+            del self._pending[f.source]
+        return frames
+
     def _fresher_frame(self, frame: Frame) -> Frame:
-        """``frame``, or the next one if it comes within the pacer's budget (called holding ``_cv``)."""
-        budget = self._pacer.wait_for_next(time.monotonic() - frame.received, self._frame_policy())
+        """``frame``, or its camera's next one if it comes within the pacer's budget (called holding
+        ``_cv``); a frame from another camera ends the wait (it is not kept waiting)."""
+        pacer = frame.pacer or self._pacer
+        budget = pacer.wait_for_next(time.monotonic() - frame.received, self._frame_policy())
         if budget <= 0:
             return frame
         end = time.monotonic() + budget
-        while self._pending is None and not self._jobs and not self._stop:
+        while not self._pending and not self._jobs and not self._stop:
             left = end - time.monotonic()
             if left <= 0:
                 return frame
             self._cv.wait(left)
-        if self._pending is None:
+        newer = self._pending.pop(frame.source, None)
+        if newer is None:
             return frame
-        self._stats.count("dropped")
-        self._stats.count("waited")
-        newer, self._pending = self._pending, None
+        stats = frame.stats or self._stats
+        stats.count("dropped")
+        stats.count("waited")
         return newer

@@ -20,8 +20,10 @@ import torch
 from moadepth_core.runtime.choice import choose_precision, cpu_has_native_bf16
 
 from . import ROOT
+from .batched import stage_batched
 from .common import cpu_model
 from .forward import stage_forward
+from .multi_camera import stage_multi_camera
 from .node import stage_node
 from .node_resolutions import stage_node_resolutions
 from .node_start import stage_node_start
@@ -53,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stages",
-                    default="forward,pack,train,peer,transport,node,node_resolutions,node_compiled,"
-                            "node_onnxruntime_int8,node_start",
-                    help="comma-separated subset of forward,pack,train,peer,transport,node (backend auto, the "
-                         "node's default),node_resolutions (the default node at 640x480, 1280x720, 1920x1080),"
+                    default="forward,pack,batched,train,peer,transport,node,node_resolutions,multi_camera,"
+                            "node_compiled,node_onnxruntime_int8,node_start",
+                    help="comma-separated subset of forward,pack,batched (torch forward per image at batch "
+                         "1-4),train,peer,transport,node (backend auto, the "
+                         "node's default),node_resolutions (the default node at 640x480, 1280x720, 1920x1080),multi_camera (3 cameras: one "
+                         "process against three),"
                          "node_compiled,node_onnxruntime_int8,node_start, and on request node_latest "
                          "(frame_policy latest), node_torch, node_onnxruntime (fp32)")
     ap.add_argument("--node-input-size", default=None, metavar="HxW", type=input_size_arg,
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                     stage_forward(res, args.repeat)
                 elif stage == "pack":
                     stage_pack(res, args.repeat)
+                elif stage == "batched":
+                    stage_batched(res, Path(tmp), args.repeat)
                 elif stage == "train":
                     stage_train(res, args.train_steps)
                 elif stage == "peer":
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate)
                 elif stage == "node_resolutions":
                     stage_node_resolutions(res, Path(tmp), args.node_seconds, args.node_rate)
+                elif stage == "multi_camera":
+                    stage_multi_camera(res, Path(tmp), args.node_seconds, args.node_rate)
                 elif stage == "node_latest":
                     stage_node(res, Path(tmp), args.node_seconds, args.node_rate, frame_policy="latest")
                 elif stage == "node_torch":

@@ -144,6 +144,29 @@ class DepthEstimator:
         return to_depth_result(depth, unc, rgb.shape[:2], output_size,
                                {"preprocess": t1 - t0, "forward": time.perf_counter() - t1})
 
+    @property
+    def batches(self) -> bool:
+        """Whether :meth:`predict_batch` runs several frames as one forward (eager torch); the ONNX
+        Runtime and compiled graphs are fixed at batch 1 and run them one after the other."""
+        return self._runtime is None
+
+    def predict_batch(self, rgbs: list[np.ndarray], output_size: Literal["input", "model"] = "input"
+                      ) -> list[DepthResult]:
+        """:meth:`predict` of each frame (sizes may differ), as one (B,3,H,W) forward where the runtime
+        takes a batch (:attr:`batches`); each result's timings are its share of the batch's."""
+        if not self.batches or len(rgbs) < 2:
+            return [self.predict(rgb, output_size) for rgb in rgbs]
+        t0 = time.perf_counter()
+        batch = torch.cat([self.preprocess(rgb) for rgb in rgbs])
+        t1 = time.perf_counter()
+        out = self.forward(batch)
+        depth = out["depth"][:, 0].float().cpu().numpy()
+        unc = out["uncertainty"][:, 0].float().cpu().numpy()
+        n = len(rgbs)
+        timings = {"preprocess": (t1 - t0) / n, "forward": (time.perf_counter() - t1) / n}
+        return [to_depth_result(depth[i], unc[i], rgb.shape[:2], output_size, dict(timings))
+                for i, rgb in enumerate(rgbs)]
+
     def predict_flip_averaged(self, rgb: np.ndarray) -> np.ndarray:
         """HxW float32 metres at ``rgb``'s size: the mean of the prediction and the mirrored frame's
         prediction mirrored back (ZoeDepth's ``infer_with_flip_aug``)."""
