@@ -17,17 +17,9 @@ from torch.utils.data import Dataset
 
 from moadepth_core.data.frames import RGBDFrame, RGBDSource
 from moadepth_core.errors import DataError
+from moadepth_core.runtime.processing import resize_image as resize_rgb
 
 Sample = dict
-
-
-def resize_rgb(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Resize an image: area averaging when shrinking (no aliasing), bilinear when enlarging."""
-    h, w = size_hw
-    if (h, w) == rgb.shape[:2]:
-        return rgb
-    shrink = h * w < rgb.shape[0] * rgb.shape[1]
-    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def resize_depth(depth: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

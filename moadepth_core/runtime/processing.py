@@ -24,15 +24,31 @@ if TYPE_CHECKING:  # torch only for the annotation: this module never imports it
     import torch
 
 
+def resize_image(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """An image resized to ``size_hw`` (h, w) as training and every backend see it: area averaging when
+    shrinking (no aliasing), bilinear when enlarging.
+
+    A frame at least 4x the target on both sides is first halved by OpenCV's 2x2 mean (its fast
+    exact path) while the half stays at least twice the target, so the final area step still
+    averages two or more pixels per axis. Why: the generic area resize is what made a 1080p frame
+    cost 3x a 480p one (docs/PERFORMANCE.md, "HD cameras"); 640x480 frames are never halved for a
+    model of 224 or more.
+    """
+    h, w = size_hw
+    if (h, w) == rgb.shape[:2]:
+        return rgb
+    if h * w >= rgb.shape[0] * rgb.shape[1]:
+        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+    while rgb.shape[0] // 2 >= 2 * h and rgb.shape[1] // 2 >= 2 * w:
+        rgb = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+
+
 def resize_to_model(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The HxWx3 uint8 RGB frame checked and resized to the model ``size`` (h, w): what training does."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise DataError(f"expected an HxWx3 uint8 RGB image, got shape {rgb.shape} dtype {rgb.dtype}")
-    h, w = size
-    if rgb.shape[:2] != (h, w):
-        interp = cv2.INTER_AREA if rgb.shape[0] > h else cv2.INTER_LINEAR
-        rgb = cv2.resize(rgb, (w, h), interpolation=interp)
-    return rgb
+    return resize_image(rgb, size)
 
 
 def prepare_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
