@@ -146,5 +146,5 @@ def test_default_node_on_either_cpu_starts_torch_free_and_says_why(ros, native):
 def test_help_exits_0_with_the_parameter_table():
     done = subprocess.run([str(EXE), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: depth_node") and "max_uncertainty (default 0.5" in done.stdout
+    assert done.stdout.startswith("usage: depth_node") and "max_uncertainty (default 0.3" in done.stdout
     assert "unknown arguments" not in done.stdout + done.stderr

@@ -103,7 +103,7 @@ PARAMS: tuple[Param, ...] = (
     Param("max_batch", 4, "most frames one worker pass takes when several cameras have one waiting, the "
           "oldest first: one batched forward with backend torch, one after the other on the batch-1 ONNX graph",
           low=1, high=64),
-    Param("max_uncertainty", 0.5, "points whose relative uncertainty (std/depth) exceeds this become NaN",
+    Param("max_uncertainty", 0.3, "points whose relative uncertainty (std/depth) exceeds this become NaN",
           dynamic=True, low=0.0, high=1000.0),
     Param("frame_policy", "fresh", "when the busy worker frees up: 'fresh' waits for the next frame if it is "
           "due sooner than the newest one is old (lower latency, a few % fewer outputs); 'latest' takes the "
