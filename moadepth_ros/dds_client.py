@@ -98,8 +98,9 @@ class Client(Node):
         self.received: dict[str, list] = {k: [] for k in OUTPUTS}
         self.arrivals: dict[str, list[tuple[int, float]]] = {k: [] for k in OUTPUTS}
         self.sent: dict[int, float] = {}
+        self.outputs = tuple(outputs)  # the node outputs this client reads
         out_qos = QoSProfile(depth=qos_depth, reliability=ReliabilityPolicy.RELIABLE)
-        for key in outputs:
+        for key in self.outputs:
             typ, topic = OUTPUTS[key]
             self.create_subscription(typ, f"{p}/{topic}" if p else topic, self._make_cb(key), out_qos)
 

@@ -17,6 +17,11 @@ import shutil
 import sys
 import tempfile
 
+import pytest
+
+# The node tests' shared helpers and fixtures (their modules load it with pytest_plugins): rewrite its asserts.
+pytest.register_assert_rewrite("depth_node_harness")
+
 # Set at import time, before any test module can import rclpy.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_STATIC_PEERS", None)

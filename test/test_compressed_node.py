@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rclpy.parameter import Parameter
 
 from depth_node_harness import (
     Client,
-    Spinner,
+    Serving,
     camera_K,
-    checkpoint_file,
+    connected,
+    depth_node,
     info_msg,
     rgb_frame,
     stamp_of,
@@ -19,38 +19,21 @@ from depth_node_harness import (
 )
 from moadepth_ros import messages
 from moadepth_ros.dds_client import compressed_msg
-from moadepth_ros.node.depth_node import DepthNode
+
+pytest_plugins = ["depth_node_harness"]  # its fixture: ros
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 H, W = 48, 72
 
 
-@pytest.fixture(scope="module")
-def ros():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 @pytest.fixture
 def compressed_node(ros):
-    node = DepthNode(parameter_overrides=[
-        Parameter("checkpoint", value=str(checkpoint_file())), Parameter("device", value="cpu"),
-        Parameter("max_depth", value=1000.0), Parameter("min_depth", value=0.0),
-        Parameter("image_transport", value="compressed"), Parameter("log_period", value=60.0)])
+    node = depth_node(max_uncertainty=None, image_transport="compressed", log_period=60.0)
     client = Client(image_transport="compressed")
-    spin = Spinner(node, client)
-    assert wait_for(lambda: node.input_qos is not None and node.input_qos.decided
-                    and node._subs[0].get_publisher_count() >= 1
-                    and node.depth_pub.get_subscription_count() >= 1
-                    and client.info_pub.get_subscription_count() >= 1, 10.0)
-    yield node, client
-    spin.close()
-    node.destroy_node()
-    client.destroy_node()
+    with Serving(node, client):
+        assert wait_for(lambda: connected(node, client), 10.0)
+        yield node, client
 
 
 def test_subscribes_to_image_compressed_and_answers_jpeg_and_png_with_their_headers(compressed_node):

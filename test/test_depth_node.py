@@ -15,11 +15,15 @@ from depth_node_harness import (
     MODEL_HW,
     TRAIN_FOCAL_PX,
     Client,
-    Spinner,
+    Serving,
     camera_K,
     checkpoint_file,
+    connected,
+    depth_node,
     image_msg,
     info_msg,
+    input_matched,
+    node_parameters,
     rgb_frame,
     stamp_of,
     wait_for,
@@ -31,53 +35,11 @@ from moadepth_core.runtime.torch.estimator import DepthEstimator
 from moadepth_ros import messages
 from moadepth_ros.node.depth_node import DepthNode, LifecycleDepthNode
 
+pytest_plugins = ["depth_node_harness"]  # its fixtures: ros, running
+
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 H, W = 48, 72  # same aspect as the 64x96 model input
-
-
-@pytest.fixture(scope="module")
-def ros():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
-@pytest.fixture
-def running(ros):
-    """A plain node on the test checkpoint and a client, both spinning; torn down after the test."""
-    made = []
-
-    def make(**params):
-        overrides = [Parameter("checkpoint", value=str(checkpoint_file())), Parameter("device", value="cpu"),
-                     Parameter("max_uncertainty", value=1000.0), Parameter("max_depth", value=1000.0),
-                     Parameter("min_depth", value=0.0)]
-        overrides += [Parameter(k, value=v) for k, v in params.items()]
-        node = DepthNode(parameter_overrides=overrides)
-        client = Client()
-        spin = Spinner(node, client)
-        made.append((node, client, spin))
-        # sensor_qos auto: the node decides (reliable, like the client) once it sees the client
-        assert wait_for(lambda: _decided(node)
-                        and node.depth_pub.get_subscription_count() >= 1
-                        and client.image_pub.get_subscription_count() >= 1
-                        and node.points_pub.get_subscription_count() >= 1
-                        and client.info_pub.get_subscription_count() >= 1, 10.0)
-        return node, client
-
-    yield make
-    for node, client, spin in made:
-        spin.close()
-        node.destroy_node()
-        client.destroy_node()
-
-
-def _decided(node) -> bool:
-    """sensor_qos auto has chosen the input reliability (it re-subscribes once after the first publisher)
-    and the image subscription it kept sees a publisher."""
-    return node.input_qos is not None and node.input_qos.decided and node._subs[0].get_publisher_count() >= 1
 
 
 def _send(client, rgb, stamp, K=None, info_hw=None, frame_id="cam_optical"):
@@ -246,27 +208,21 @@ def test_frame_policy_fresh_waits_for_a_frame_due_soon_instead_of_an_old_one(run
 
 
 def test_skips_inference_without_subscribers_unless_forced(ros):
-    ck = str(checkpoint_file())
-    node = DepthNode(parameter_overrides=[Parameter("checkpoint", value=ck)])
+    node = DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file()))])
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
 
     feeder = Node("feeder")
     pub = feeder.create_publisher(Image, "image", QoSProfile(depth=10))
-    spin = Spinner(node, feeder)
-    try:
-        assert wait_for(lambda: _decided(node) and pub.get_subscription_count() >= 1, 10.0)
+    with Serving(node, feeder):
+        assert wait_for(lambda: input_matched(node) and pub.get_subscription_count() >= 1, 10.0)
         pub.publish(image_msg(rgb_frame(H, W), 10**9))
         assert wait_for(lambda: node.stats.skipped >= 1, 10.0)
         assert node.stats.frames_out == 0
         assert node.set_parameters([Parameter("force_inference", value=True)])[0].successful
         pub.publish(image_msg(rgb_frame(H, W), 2 * 10**9))
         assert wait_for(lambda: node.stats.frames_out == 1, 30.0)
-    finally:
-        spin.close()
-        node.destroy_node()
-        feeder.destroy_node()
 
 
 def test_untrained_refused_then_allowed_with_error_diagnostics(ros, monkeypatch):
@@ -287,8 +243,7 @@ def test_untrained_refused_then_allowed_with_error_diagnostics(ros, monkeypatch)
     listener = Node("diag_listener")
     got = []
     listener.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
-    spin = Spinner(node, listener)
-    try:
+    with Serving(node, listener):
         assert node._estimator.untrained
         assert wait_for(lambda: any(s.name.startswith("moadepth") for a in got for s in a.status), 10.0)
         st = next(s for a in got for s in a.status if s.name.startswith("moadepth"))
@@ -302,26 +257,19 @@ def test_untrained_refused_then_allowed_with_error_diagnostics(ros, monkeypatch)
         backend = next(kv.value for kv in st.values if kv.key == "backend")
         assert precision == "fp32" == node._estimator.precision
         assert backend == "onnxruntime" == node._estimator.backend
-    finally:
-        spin.close()
-        node.destroy_node()
-        listener.destroy_node()
 
 
 def test_lifecycle_configure_activate_deactivate_cleanup(ros):
     from lifecycle_msgs.msg import State
 
-    node = LifecycleDepthNode(parameter_overrides=[
-        Parameter("checkpoint", value=str(checkpoint_file())), Parameter("max_uncertainty", value=1000.0)])
+    node = LifecycleDepthNode(parameter_overrides=node_parameters(device=None, min_depth=None, max_depth=None))
     client = Client()
-    spin = Spinner(node, client)
-    try:
+    with Serving(node, client):
         assert node._estimator is None
         node.trigger_configure()
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
         assert node._estimator is not None
-        assert wait_for(lambda: _decided(node) and client.image_pub.get_subscription_count() >= 1
-                        and node.depth_pub.get_subscription_count() >= 1, 10.0)
+        assert wait_for(lambda: connected(node, client), 10.0)
         _send(client, rgb_frame(H, W), 10**9, camera_K(H, W))
         assert node.wait_idle(5.0)
         assert not client.got("depth")  # configured but inactive: nothing published
@@ -342,10 +290,6 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros):
         node.set_parameters([Parameter("device", value="cuda")])
         node.trigger_configure()
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
-    finally:
-        spin.close()
-        node.destroy_node()
-        client.destroy_node()
 
 
 def test_640x480_rgb8_from_a_reliable_camera_is_delivered_with_the_default_qos(running):
@@ -387,13 +331,10 @@ def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monk
         return est
 
     monkeypatch.setattr(dn, "load_estimator", recording)
-    node = DepthNode(parameter_overrides=[Parameter("checkpoint", value=str(checkpoint_file())),
-                                          Parameter("max_uncertainty", value=1000.0)])
+    node = depth_node(device=None, min_depth=None, max_depth=None)
     client = Client()
-    spin = Spinner(node, client)
-    try:
-        assert wait_for(lambda: _decided(node) and client.image_pub.get_subscription_count() >= 1
-                        and node.points_pub.get_subscription_count() >= 1, 10.0)
+    with Serving(node, client):
+        assert wait_for(lambda: connected(node, client), 10.0)
         _send(client, rgb_frame(H, W), 5 * 10**9, camera_K(H, W))
         assert wait_for(lambda: client.got("points"), 30.0)
         assert len(threads["build"]) == 1 and threads["build"] == threads["predict"]
@@ -404,10 +345,6 @@ def test_one_thread_builds_and_runs_the_network_and_stage_times_add_up(ros, monk
         assert all(v >= 0 for v in stages.values()) and stages["stage_forward_p50_ms"] > 0
         total = sum(stages.values())  # one frame: its stages are the whole callback -> published span
         assert s["latency_p50_ms"] - 5.0 <= total <= s["latency_p50_ms"] + 1e-6
-    finally:
-        spin.close()
-        node.destroy_node()
-        client.destroy_node()
 
 
 def test_timing_log_has_one_row_per_answered_frame_on_the_shared_clock(running, tmp_path):

@@ -21,6 +21,8 @@ from depth_node_harness import (
     wait_for,
 )
 
+pytest_plugins = ["depth_node_harness"]  # its fixture: ros
+
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 EXE = Path(sys.executable).with_name("depth_node")
@@ -42,15 +44,6 @@ def _stop(proc: subprocess.Popen) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.communicate()[0]
-
-
-@pytest.fixture(scope="module")
-def ros():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 def _maps_torch(pid: int) -> bool:

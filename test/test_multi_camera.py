@@ -12,9 +12,11 @@ from rclpy.parameter import Parameter
 
 from depth_node_harness import (
     Client,
-    Spinner,
+    Serving,
     camera_K,
     checkpoint_file,
+    connected,
+    depth_node,
     image_msg,
     info_msg,
     rgb_frame,
@@ -24,16 +26,9 @@ from depth_node_harness import (
 from moadepth_core.errors import ConfigError
 from moadepth_ros.node.depth_node import DepthNode
 
-pytestmark = pytest.mark.slow
+pytest_plugins = ["depth_node_harness"]  # its fixture: ros
 
-
-@pytest.fixture(scope="module")
-def ros():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 
 @pytest.fixture
@@ -41,26 +36,15 @@ def multi(ros):
     made = []
 
     def make(names: list[str], talking: list[str], **params):
-        overrides = [Parameter("checkpoint", value=str(checkpoint_file())), Parameter("device", value="cpu"),
-                     Parameter("max_depth", value=1000.0), Parameter("min_depth", value=0.0),
-                     Parameter("cameras", value=names)]
-        overrides += [Parameter(k, value=v) for k, v in params.items()]
-        node = DepthNode(parameter_overrides=overrides)
+        node = depth_node(max_uncertainty=None, cameras=names, **params)
         clients = {n: Client(prefix=n, name="camera_" + n.replace("/", "_"), outputs=("depth", "info")) for n in talking}
-        spin = Spinner(node, *clients.values())
-        made.append((node, clients, spin))
-        assert wait_for(lambda: all(
-            node.camera(n).io.decision.decided and node.camera(n).io.subs[0].get_publisher_count() >= 1
-            and node.camera(n).depth_pub.get_subscription_count() >= 1
-            and clients[n].info_pub.get_subscription_count() >= 1 for n in talking), 15.0)
+        made.append(Serving(node, *clients.values()))
+        assert wait_for(lambda: all(connected(node, clients[n], n) for n in talking), 15.0)
         return node, clients
 
     yield make
-    for node, clients, spin in made:
-        spin.close()
-        node.destroy_node()
-        for c in clients.values():
-            c.destroy_node()
+    for serving in made:
+        serving.close()
 
 
 def test_three_cameras_with_distinct_headers_land_on_their_own_outputs(multi):

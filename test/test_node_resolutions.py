@@ -8,54 +8,11 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 
-from depth_node_harness import (
-    Client,
-    Spinner,
-    camera_K,
-    checkpoint_file,
-    image_msg,
-    info_msg,
-    rgb_frame,
-    wait_for,
-)
-from moadepth_ros.node.depth_node import DepthNode
+from depth_node_harness import Client, camera_K, image_msg, info_msg, rgb_frame, wait_for
+
+pytest_plugins = ["depth_node_harness"]  # its fixtures: ros, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
-
-
-@pytest.fixture(scope="module")
-def ros():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
-@pytest.fixture
-def running(ros):
-    made = []
-
-    def make(**params):
-        overrides = [Parameter("checkpoint", value=str(checkpoint_file())), Parameter("device", value="cpu"),
-                     Parameter("max_uncertainty", value=1000.0), Parameter("max_depth", value=1000.0),
-                     Parameter("min_depth", value=0.0)]
-        overrides += [Parameter(k, value=v) for k, v in params.items()]
-        node = DepthNode(parameter_overrides=overrides)
-        client = Client()
-        spin = Spinner(node, client)
-        made.append((node, client, spin))
-        assert wait_for(lambda: node.input_qos.decided and node._subs[0].get_publisher_count() >= 1
-                        and node.depth_pub.get_subscription_count() >= 1
-                        and node.points_pub.get_subscription_count() >= 1
-                        and client.info_pub.get_subscription_count() >= 1, 10.0)
-        return node, client
-
-    yield make
-    for node, client, spin in made:
-        spin.close()
-        node.destroy_node()
-        client.destroy_node()
 
 
 def _send(client: Client, h: int, w: int, stamp: int) -> None:

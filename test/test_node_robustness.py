@@ -11,14 +11,14 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
 from depth_node_harness import (
     Client,
-    Spinner,
+    Serving,
     camera_K,
-    checkpoint_file,
+    connected,
+    depth_node,
     image_msg,
     info_msg,
     rgb_frame,
@@ -26,7 +26,9 @@ from depth_node_harness import (
 )
 from moadepth_core.errors import DataError
 from moadepth_core.geometry.image_buffers import ENCODINGS
-from moadepth_ros.node.depth_node import DepthNode, camera_from_info, frame_from_image
+from moadepth_ros.node.depth_node import camera_from_info, frame_from_image
+
+pytest_plugins = ["depth_node_harness"]  # its fixture: ros
 
 pytestmark = pytest.mark.ros
 
@@ -74,24 +76,12 @@ def test_random_camera_infos_validate_or_raise_only_data_error(k, h, w):
 
 # ------------------------------------------------------------------ bad messages over DDS
 @pytest.fixture(scope="module")
-def node_and_client():
-    import rclpy
-
-    rclpy.init()
-    node = DepthNode(parameter_overrides=[
-        Parameter("checkpoint", value=str(checkpoint_file())), Parameter("max_uncertainty", value=1000.0),
-        Parameter("min_depth", value=0.0), Parameter("max_depth", value=1000.0)])
+def node_and_client(ros):
+    node = depth_node(device=None)
     client = Client()
-    spin = Spinner(node, client)
-    assert wait_for(lambda: node.input_qos is not None and node.input_qos.decided
-                    and client.image_pub.get_subscription_count() >= 1
-                    and node.points_pub.get_subscription_count() >= 1
-                    and client.info_pub.get_subscription_count() >= 1, 10.0)
-    yield node, client
-    spin.close()
-    node.destroy_node()
-    client.destroy_node()
-    rclpy.try_shutdown()
+    with Serving(node, client):
+        assert wait_for(lambda: connected(node, client), 10.0)
+        yield node, client
 
 
 def _raw(encoding, h, w, step, data, stamp):

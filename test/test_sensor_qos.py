@@ -20,14 +20,18 @@ from depth_node_harness import (
     Spinner,
     camera_K,
     checkpoint_file,
+    depth_node,
     image_msg,
     info_msg,
+    input_matched,
     rgb_frame,
     wait_for,
 )
 from moadepth_ros import ros_compat
 from moadepth_ros.node import input_qos
 from moadepth_ros.node.depth_node import DepthNode
+
+pytest_plugins = ["depth_node_harness"]  # its fixture: ros
 
 pytestmark = pytest.mark.ros
 
@@ -88,15 +92,6 @@ def _values(status: DiagnosticStatus) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 
 
-@pytest.fixture(scope="module")
-def ros():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 @pytest.fixture
 def world(ros):
     """``make_node(**params)``, ``make_camera(reliability)``: all spun by one Spinner with a /diagnostics
@@ -110,11 +105,7 @@ def world(ros):
 
         @staticmethod
         def make_node(**params) -> DepthNode:
-            overrides = [Parameter("checkpoint", value=str(checkpoint_file())), Parameter("device", value="cpu"),
-                         Parameter("max_uncertainty", value=1000.0), Parameter("min_depth", value=0.0),
-                         Parameter("max_depth", value=1000.0), Parameter("diagnostics_period", value=0.2)]
-            overrides += [Parameter(k, value=v) for k, v in params.items()]
-            node = DepthNode(parameter_overrides=overrides)
+            node = depth_node(diagnostics_period=0.2, **params)
             nodes.append(node)
             spin.add(node)
             return node
@@ -130,11 +121,6 @@ def world(ros):
     spin.close()
     for n in reversed(nodes):
         n.destroy_node()
-
-
-def _image_matched(node: DepthNode, publishers: int = 1) -> bool:
-    return node.input_qos is not None and node.input_qos.decided and \
-        node._subs[0].get_publisher_count() >= publishers
 
 
 def _send(camera: Client, stamp: int) -> None:
@@ -154,7 +140,7 @@ def test_best_effort_camera_with_default_parameters_gives_depth(world):
     offered = camera.get_publishers_info_by_topic("image")[0].qos_profile
     assert (offered.reliability, offered.durability) == (  # the graph reports no history depth
         qos_profile_sensor_data.reliability, qos_profile_sensor_data.durability)
-    assert wait_for(lambda: _image_matched(node), 10.0)
+    assert wait_for(lambda: input_matched(node), 10.0)
     assert node.input_qos.reliability == BEST_EFFORT and "best_effort" in node.input_qos.reason
     assert wait_for(lambda: node.depth_pub.get_subscription_count() >= 1, 10.0)
     stamps = [10**9 * (i + 1) for i in range(5)]
@@ -172,7 +158,7 @@ def test_reliable_camera_gives_depth_for_every_frame_at_5hz(world):
                     len(camera.get_publishers_info_by_topic("image")) == 1, 5.0)
     node = world.make_node()  # the camera is already there: decided at start
     assert node.input_qos.decided and node.input_qos.reliability == RELIABLE, node.input_qos
-    assert wait_for(lambda: _image_matched(node) and camera.image_pub.get_subscription_count() == 1
+    assert wait_for(lambda: input_matched(node) and camera.image_pub.get_subscription_count() == 1
                     and node.depth_pub.get_subscription_count() >= 1, 10.0)
     stamps = [10**9 * (i + 1) for i in range(10)]
     for s in stamps:
@@ -206,11 +192,11 @@ def test_node_before_a_reliable_camera_answers_every_frame_across_the_switch(wor
 def test_best_effort_publisher_after_a_reliable_one_is_matched_and_depth_continues(world):
     node = world.make_node()
     camera = world.make_camera(RELIABLE)
-    assert wait_for(lambda: _image_matched(node) and node.input_qos.reliability == RELIABLE, 10.0)
+    assert wait_for(lambda: input_matched(node) and node.input_qos.reliability == RELIABLE, 10.0)
     _send(camera, 10**9)
     assert wait_for(lambda: 10**9 in camera.stamps("depth"), 30.0)
     late = world.make_camera(BEST_EFFORT, name="moadepth_qos_late_camera")
-    assert wait_for(lambda: node.input_qos.reliability == BEST_EFFORT and _image_matched(node, 2), 10.0)
+    assert wait_for(lambda: node.input_qos.reliability == BEST_EFFORT and input_matched(node, 2), 10.0)
     assert node.qos_rematches == 1
     assert _logged(node, "qos_rematched", "re-subscribed best effort", "best_effort")
     assert wait_for(lambda: world.diagnostics.any(

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from moadepth_core.data.transforms import TrainTransform, _check_size, resize_depth, resize_rgb
+from moadepth_core.data.transforms import RGBDDataset, TrainTransform, _check_size, resize_depth, resize_rgb
 from moadepth_core.errors import DataError
 from moadepth_core.geometry import scale_intrinsics
 
@@ -83,23 +82,10 @@ class SequenceTransform:
         return sample
 
 
-class SequenceDataset(Dataset):
+class SequenceDataset(RGBDDataset):
     """A :class:`BagSequence` plus a :class:`SequenceTransform`, seeded per (seed, epoch, index) as
-    :class:`~moadepth_core.data.transforms.RGBDDataset`, so resume stays exact."""
+    :class:`~moadepth_core.data.transforms.RGBDDataset` (which it is, reading sequence items), so resume
+    stays exact."""
 
-    def __init__(self, sequence, transform: SequenceTransform, seed: int | None = None) -> None:
-        self.source = sequence
-        self.transform = transform
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int) -> dict:
-        rng = (np.random.default_rng([int(self.seed), self.epoch, int(index)]) if self.seed is not None
-               else np.random.default_rng())
-        return self.transform(self.source.item(index), rng)
+    def _item(self, index: int):
+        return self.source.item(index)

@@ -171,4 +171,8 @@ class RGBDDataset(Dataset):
             rng = np.random.default_rng([int(self.seed), self.epoch, int(index)])
         else:
             rng = np.random.default_rng()
-        return self.transform(self.source[index], rng=rng)
+        return self.transform(self._item(index), rng=rng)
+
+    def _item(self, index: int):
+        """What the transform is given for ``index``: the source's frame (a subclass may read otherwise)."""
+        return self.source[index]

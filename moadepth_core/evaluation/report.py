@@ -51,11 +51,7 @@ def plot_metrics_over_time(rows: Sequence[Mapping], path: str | Path,
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("time since first frame [s]")
     fig.suptitle("per-frame metrics")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_error_histogram(counts: np.ndarray, path: str | Path, edges: np.ndarray = ERROR_BIN_EDGES) -> Path:
@@ -67,11 +63,7 @@ def plot_error_histogram(counts: np.ndarray, path: str | Path, edges: np.ndarray
     ax.set_xlabel(f"|prediction - ground truth| [m] (last bin: >= {edges[-2]:.2f} m)")
     ax.set_ylabel("fraction of pixels")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 #: colours of the costmap picture (RGB 0..1): free, obstacle, phantom (node only), missed (reference only)
@@ -126,11 +118,7 @@ def plot_costmap(reference: np.ndarray, node: np.ndarray, origin: tuple[float, f
     axes[0].set_ylabel("y [m]")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_uncertainty_sweep(sweep: Sequence[Mapping], path: str | Path, default: float | None = None,
@@ -158,11 +146,7 @@ def plot_uncertainty_sweep(sweep: Sequence[Mapping], path: str | Path, default: 
     ax.set_ylabel("precision (node cells the reference marks)")
     ax.set_title("costmap per frame vs. max_uncertainty (points above it dropped)", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def sample_panel(rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, height: int | None = None) -> np.ndarray:
@@ -246,3 +230,12 @@ def _md_to_html(body: str) -> str:
         else:
             out.append("<p>" + "<br>".join(_inline(ln) for ln in lines) + "</p>")
     return "\n".join(out)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as a PNG at 90 dpi and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    _pyplot().close(fig)
+    return path

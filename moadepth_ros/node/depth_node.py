@@ -1,8 +1,9 @@
 """The ``moadepth`` node: image (+ camera_info) in; metric depth, confidence, intrinsics and points out.
 
-Parameters, pub/sub and a per-frame callback that calls the core once
+Parameters, callbacks and a per-frame step that calls the core once
 (:func:`moadepth_core.geometry.postprocess.publishable`) and wraps what it returns into messages
-(:mod:`moadepth_ros.messages`). Frames wait for the inference thread in
+(:mod:`moadepth_ros.messages`); each camera's publishers and subscriptions are set up in
+:mod:`moadepth_ros.node.camera_setup`, input messages decoded in :mod:`moadepth_ros.node.decode`. Frames wait for the inference thread in
 :mod:`moadepth_ros.node.worker`, which also builds the model (one thread for every torch call).
 
 On the CPU's ONNX Runtime path the node does not import torch at all
@@ -26,12 +27,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from moadepth_core.errors import DataError, MoadepthError
 from moadepth_core.geometry.postprocess import OutputSettings, publishable
@@ -39,49 +38,24 @@ from moadepth_core.runtime.loader import CachedGraphEstimator
 from moadepth_ros import messages
 from moadepth_ros.messages import camera_from_info
 from moadepth_ros.node import input_qos
+from moadepth_ros.node.camera_setup import CameraSetupMixin
 from moadepth_ros.node.cameras import CameraIO, check_camera_names
 from moadepth_ros.node.cli import NODE_NAME, main
+from moadepth_ros.node.decode import MAX_IMAGE_SIDE, frame_from_compressed, frame_from_image
 from moadepth_ros.node.diagnostics import FrameStats, ProblemLog, TimingLog, node_status
 from moadepth_ros.node.model import load_model
 from moadepth_ros.node.pacing import FramePacer
 from moadepth_ros.node.parameters import BY_NAME, PARAMS, check_value
-from moadepth_ros.node.subscriptions import InputSubscriptions
 from moadepth_ros.node.worker import Frame, InferenceWorker, StampedCamera, header_stamp_ns
 
 if TYPE_CHECKING:  # the node imports torch only where it builds the network (estimator_loader)
     from moadepth_core.runtime.torch.estimator import DepthEstimator
 
-__all__ = ["DepthNode", "LifecycleDepthNode", "camera_from_info", "frame_from_compressed", "frame_from_image",
-           "main"]
-
-#: Largest image side accepted: far beyond any camera, small enough to refuse corrupt headers early.
-MAX_IMAGE_SIDE = 16384
+__all__ = ["MAX_IMAGE_SIDE", "DepthNode", "LifecycleDepthNode", "camera_from_info", "frame_from_compressed",
+           "frame_from_image", "main"]
 
 
-def frame_from_image(msg: Image) -> np.ndarray:
-    """Validate an Image and return it as HxWx3 uint8 RGB; any problem raises :class:`DataError`.
-
-    This is the node's whole validation/conversion layer for images (property-tested with random
-    messages): unsupported encodings, short data, step < row, empty or absurd sizes and 16-bit or
-    float images on the colour topic all end here with one sentence.
-    """
-    if msg.height > MAX_IMAGE_SIDE or msg.width > MAX_IMAGE_SIDE:
-        raise DataError(f"{msg.encoding} image size {msg.width}x{msg.height} exceeds {MAX_IMAGE_SIDE} "
-                        f"pixels per side")
-    return messages.image_to_rgb8(msg)
-
-
-def frame_from_compressed(msg: CompressedImage) -> np.ndarray:
-    """HxWx3 uint8 RGB of a CompressedImage (image_transport's compressed plugin); DataError names the
-    problem (unknown format, corrupt or truncated stream, absurd size)."""
-    rgb = messages.compressed_to_rgb8(msg)
-    if rgb.shape[0] > MAX_IMAGE_SIDE or rgb.shape[1] > MAX_IMAGE_SIDE:
-        raise DataError(f"compressed image size {rgb.shape[1]}x{rgb.shape[0]} exceeds {MAX_IMAGE_SIDE} "
-                        f"pixels per side")
-    return rgb
-
-
-class _DepthNodeMixin:
+class _DepthNodeMixin(CameraSetupMixin):
     """Everything the plain and the lifecycle node share; the subclass decides *when* to load and publish."""
 
     def _init_common(self) -> None:
@@ -131,64 +105,6 @@ class _DepthNodeMixin:
             if p.name in BY_NAME:
                 self._cfg[p.name] = list(p.value or []) if p.name == "cameras" else p.value
 
-    # ----------------------------------------------------------------- cameras (cameras.py)
-    def camera(self, name: str = "") -> CameraIO:
-        """The camera called ``name`` ("" for the single one)."""
-        return next(c for c in self.cameras if c.name == name)
-
-    # the first (with ``cameras`` empty: the only) camera's state, under the names the node always had
-    @property
-    def stats(self) -> FrameStats:
-        return self.cameras[0].stats
-
-    @property
-    def _io(self) -> InputSubscriptions | None:
-        return self.cameras[0].io
-
-    @property
-    def _last_stamp(self) -> int | None:
-        return self.cameras[0].last_stamp
-
-    @property
-    def depth_pub(self):
-        return self.cameras[0].depth_pub
-
-    @property
-    def info_pub(self):
-        return self.cameras[0].info_pub
-
-    @property
-    def points_pub(self):
-        return self.cameras[0].points_pub
-
-    @property
-    def conf_pub(self):
-        return self.cameras[0].conf_pub
-
-    @property
-    def colored_pub(self):
-        return self.cameras[0].colored_pub
-
-    @property
-    def _outputs(self) -> list:
-        return [pub for c in self.cameras for pub in c.outputs]
-
-    # ----------------------------------------------------------------- inputs (subscriptions.py)
-    @property
-    def input_qos(self) -> input_qos.Decision | None:
-        """The (first camera's) input subscriptions' reliability and why (None while there are none)."""
-        return self._io.decision if self._io is not None else None
-
-    @property
-    def qos_rematches(self) -> int:
-        """Re-subscriptions to match a publisher that appeared later (all cameras)."""
-        return self._qos_rematches + sum(c.io.rematches for c in self.cameras if c.io is not None)
-
-    @property
-    def _subs(self) -> list:
-        """The (first camera's) current input subscriptions, image first."""
-        return self._io.subs if self._io is not None else []
-
     # ----------------------------------------------------------------- logging
     def report(self, kind: str, text: str) -> None:
         """One readable warning per problem, repeated at most every ``log_period`` seconds (ProblemLog)."""
@@ -206,72 +122,6 @@ class _DepthNodeMixin:
         runs; MoadepthError (untrained, device, checkpoint) propagates."""
         check_camera_names(self._cfg["cameras"])  # before the model: a wrong name fails at once
         self._estimator = load_model(self._cfg, self.get_logger(), self._on_worker)
-
-    def _create_io(self, create_pub) -> None:
-        names = check_camera_names(self._cfg["cameras"])
-        if [c.name for c in self.cameras] != (names or [""]):
-            self.cameras = [CameraIO(n) for n in names or [""]]
-        for cam in self.cameras:
-            self._create_camera_io(cam, create_pub)
-        if len(self.cameras) > 1:
-            self.get_logger().info(f"{len(self.cameras)} cameras: {', '.join(c.name for c in self.cameras)}; one "
-                                   f"model, up to max_batch={self._cfg['max_batch']} frames per worker pass")
-
-    def _create_camera_io(self, cam: CameraIO, create_pub) -> None:
-        """Publishers and subscriptions.
-
-        Publishers are RELIABLE so reliable (depth_image_proc, recorders) and best-effort (Nav2) readers
-        both connect. History 3, not 1: with 1, Fast DDS overwrote samples a loaded reliable reader was
-        still repairing and it lost depth images (docs/ROS.md); a best-effort reader still only
-        ever gets the newest.
-        """
-        if self._cfg["timing_log"] and self._timing_log is None:
-            self._timing_log = TimingLog(self._cfg["timing_log"])
-            self.get_logger().info(f"timing log: one row per answered frame in {self._timing_log.path}")
-        out_qos = QoSProfile(depth=3, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
-
-        def out(msg_type, topic: str):
-            def on_incompatible(event) -> None:
-                if cam.io is not None:
-                    cam.io.on_incompatible(pub.topic_name, out_qos, event, we_read=False)
-
-            pub = create_pub(msg_type, cam.topic(topic), out_qos,
-                             event_callbacks=PublisherEventCallbacks(incompatible_qos=on_incompatible))
-            return pub
-
-        cam.depth_pub = out(Image, "depth/image")
-        cam.info_pub = out(CameraInfo, "depth/camera_info")
-        cam.points_pub = out(PointCloud2, "points")
-        cam.conf_pub = out(Image, "depth/confidence")
-        cam.colored_pub = out(Image, "depth/colored")
-        cam.outputs = [cam.depth_pub, cam.info_pub, cam.points_pub, cam.conf_pub, cam.colored_pub]
-        image = self.resolve_topic_name(cam.topic("image"))
-        if self._cfg["image_transport"] == "compressed":  # image_transport's naming: <image>/compressed
-            image_input = (image + "/compressed", CompressedImage,
-                           lambda msg: self._on_frame(msg, frame_from_compressed, cam))
-        else:
-            image_input = (image, Image, lambda msg: self._on_frame(msg, frame_from_image, cam))
-        inputs = {image_input[0]: image_input[1:],
-                  self.resolve_topic_name(cam.topic("camera_info")): (CameraInfo, lambda msg: self._on_info(msg, cam))}
-        cam.io = InputSubscriptions(self, inputs, self.report, self._cfg["sensor_qos"])
-
-    def _destroy_io(self) -> None:
-        self._worker.clear_pending()
-        self.wait_idle(30.0)
-        for cam in getattr(self, "cameras", []):
-            if cam.io is not None:
-                self._qos_rematches += cam.io.rematches
-                cam.io.close()
-                cam.io = None
-            for pub in cam.outputs:
-                self.destroy_publisher(pub)
-            cam.outputs = []
-            cam.infos.clear()
-            cam.last_stamp = None
-        if self._timing_log is not None:
-            self._timing_log.close()
-            self._timing_log = None
 
     def _free_model(self) -> None:
         self._estimator = None

@@ -11,18 +11,16 @@ baseline for context), ``OUT/frames.csv`` (one row per frame) and PNG plots.
 
 When the bag holds the robot's motion (``/tf``), or with ``--costmap``, it also scores what Nav2
 and a mapper would see (keys ``costmap``, ``map``, ``temporal``, with ``--uncertainty-sweep``
-also ``uncertainty_sweep``): the work is :mod:`moadepth_core.evaluation.nav_eval`; this file
-only decides whether it runs and feeds it frames.
+also ``uncertainty_sweep``): the work is :mod:`moadepth_core.evaluation.nav_eval`;
+:mod:`~moadepth_ros.tools.bag_eval_costmap` decides whether it runs and this file feeds it frames.
+The command line is :mod:`~moadepth_ros.tools.bag_eval_args`, the files written
+:mod:`~moadepth_ros.tools.bag_eval_report`.
 No rclpy import: it runs wherever ``moadepth_core`` does (the node's ``max_uncertainty`` default is
 read from its parameter table, which needs the ROS message packages, only when it is used).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -32,83 +30,20 @@ import numpy as np
 
 from moadepth_core import geometry
 from moadepth_core.data.frames import RGBDFrame
-from moadepth_core.data.rosbag.source import DEFAULT_MAX_TIME_DIFF, BagSource
+from moadepth_core.data.rosbag.source import BagSource
 from moadepth_core.errors import DataError, cli_entry
 from moadepth_core.evaluation import colorize, nav_eval, report
 from moadepth_core.evaluation.metrics import METRIC_KEYS, aggregate, compute_metrics
 from moadepth_core.geometry.camera import PinholeCamera
+from moadepth_ros.tools.bag_eval_args import build_parser, nav2_default
+from moadepth_ros.tools.bag_eval_costmap import costmap_line, nav_results, node_default, plan_nav
+from moadepth_ros.tools.bag_eval_report import BASELINE_STRIDE, constant_baseline, write_outputs
 
-BASELINE_STRIDE = 4  # the constant baseline is scored on every 4th pixel in both directions
+__all__ = ["Predictor", "build_parser", "evaluate", "main", "nav2_default", "network_predictor", "node_default",
+           "topic_predictor"]
 
 # A predictor returns the depth, or (depth, relative uncertainty or None), or None (no prediction).
 Predictor = Callable[[int, RGBDFrame], "np.ndarray | tuple[np.ndarray, np.ndarray | None] | None"]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bag_eval", description=__doc__.split("\n\n")[0])
-    p.add_argument("--bag", required=True, help="rosbag2 directory (or .mcap/.db3 file)")
-    p.add_argument("--image-topic", required=True)
-    p.add_argument("--depth-topic", required=True, help="ground-truth depth (16UC1 mm or 32FC1 m)")
-    p.add_argument("--camera-info-topic", help="default: camera_info next to the image topic")
-    p.add_argument("--depth-camera-info-topic", help="default: camera_info next to the depth topic")
-    p.add_argument("--depth-scale", type=float, help="16-bit depth units per metre (default 1000, REP 118)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="run this checkpoint on every image")
-    src.add_argument("--prediction-topic", help="score recorded predictions (32FC1, same stamps as the images)")
-    p.add_argument("--allow-untrained", action="store_true", help="run a random-weight network (no checkpoint)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--median-scaling", action="store_true", help="relative evaluation: scale by median ratio")
-    p.add_argument("--eigen-crop", action="store_true", help="NYU Eigen crop (off for robot cameras)")
-    p.add_argument("--max-frames", type=int, help="evaluate at most the first N frames")
-    p.add_argument("--max-time-diff", type=float, default=DEFAULT_MAX_TIME_DIFF,
-                   help="image/depth pairing tolerance in seconds")
-    p.add_argument("--start", type=float, default=0.0, help="first fraction of the paired frames to keep")
-    p.add_argument("--stop", type=float, default=1.0, help="last fraction of the paired frames to keep")
-    p.add_argument("--min-depth", type=float, default=1e-3)
-    p.add_argument("--max-depth", type=float, default=10.0)
-    p.add_argument("--focal-scaling", action="store_true",
-                   help="rescale network depth by this camera's focal length against the training camera's")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--samples", type=int, default=4, help="sample panels to draw")
-    p.add_argument("--skip-bad-frames", action="store_true",
-                   help="skip (and count) frames whose messages cannot be decoded instead of stopping")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    nav = p.add_argument_group("costmap, map and temporal evaluation (needs the robot's motion in /tf)")
-    nav.add_argument("--costmap", action="store_true",
-                     help="compute them, and fail with one sentence if impossible; without this flag they run "
-                          "when the bag has /tf and are skipped with one line otherwise")
-    nav.add_argument("--costmap-config", metavar="FILE",
-                     help="Nav2 params YAML with the obstacle/voxel layer to mirror (default: "
-                          f"{nav2_default()}, also found in the installed share/moadepth_ros)")
-    nav.add_argument("--fixed-frame", default="odom", help="the frame the costmap and map live in")
-    nav.add_argument("--uncertainty-sweep", nargs="?", const="default", metavar="LIST",
-                     help="also score the costmap with points above each max_uncertainty in LIST dropped "
-                          "(comma-separated; default: " + ",".join(f"{t:g}" for t in nav_eval.DEFAULT_SWEEP)
-                          + f"; {nav_eval.FILTER_OFF:g} = filter off)")
-    nav.add_argument("--max-uncertainty", type=float,
-                     help="the node's filter applied to the prediction's points (default: depth_node's default)")
-    nav.add_argument("--confidence-topic",
-                     help="with --prediction-topic: the node's depth/confidence (default: 'confidence' next to "
-                          "the prediction topic, when recorded)")
-    nav.add_argument("--costmap-stride", type=int, default=nav_eval.DEFAULT_STRIDE,
-                     help="back-project every n-th pixel in both directions (the node's point_stride)")
-    return p
-
-
-def nav2_default() -> str:
-    from moadepth_core.evaluation.nav2_params import DEFAULT_COSTMAP_CONFIG
-
-    return str(DEFAULT_COSTMAP_CONFIG)
-
-
-def node_default(name: str) -> float:
-    """depth_node's default for parameter ``name``: read from its parameter table, never copied."""
-    try:
-        from moadepth_ros.node.parameters import BY_NAME
-    except ImportError as exc:
-        raise DataError(f"cannot read depth_node's default {name} without the ROS message packages ({exc}); "
-                        f"pass --{name.replace('_', '-')}") from None
-    return float(BY_NAME[name].default)
 
 
 def network_predictor(checkpoint: str | None, allow_untrained: bool, device: str = "auto",
@@ -229,7 +164,7 @@ def evaluate(source: BagSource, predict: Predictor, out_dir: str | Path, *, sett
 
     summary = aggregate(rows)
     frames = summary.pop("images")
-    baseline = _constant_baseline(gt_sub, kw)
+    baseline = constant_baseline(gt_sub, kw)
     result = {
         **{k: summary[k] for k in METRIC_KEYS},
         "frames": frames,
@@ -249,126 +184,9 @@ def evaluate(source: BagSource, predict: Predictor, out_dir: str | Path, *, sett
                   "error_histogram": "error_histogram.png", "samples": sample_files},
     }
     if nav is not None:
-        result.update(_nav_results(nav, baseline, out))
-    (out / "metrics.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
-    with open(out / "frames.csv", "w", newline="") as f:
-        cols = ["index", "name", "stamp_ns", "time_s", *METRIC_KEYS, "valid_pixels",
-                *(nav_eval.FRAME_COLUMNS if nav is not None else ())]
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    report.plot_metrics_over_time(rows, out / "metrics_over_time.png")
-    report.plot_error_histogram(hist, out / "error_histogram.png")
+        result.update(nav_results(nav, baseline, out))
+    write_outputs(out, result, rows, hist, with_nav=nav is not None)
     return result
-
-
-def _nav_results(nav: nav_eval.NavEvaluation, baseline: dict, out: Path) -> dict:
-    """The nav_eval summary, and its pictures written into ``out``."""
-    res = nav.summary(constant_depth_m=baseline.get("depth_m"))
-    g = nav.grids()
-    files = {"costmap": "costmap.png"}
-    report.plot_costmap(g["reference"], g["node"], g["grid"].origin, g["grid"].resolution, out / "costmap.png",
-                        trajectory=g["trajectory"],
-                        title=f"accumulated costmap (marking and clearing) in {nav.fixed_frame}")
-    if "unfiltered" in g:
-        report.plot_costmap(g["reference"], g["unfiltered"], g["grid"].origin, g["grid"].resolution,
-                            out / "costmap_unfiltered.png", trajectory=g["trajectory"],
-                            labels=("reference", "node without the uncertainty filter"))
-        files["costmap_unfiltered"] = "costmap_unfiltered.png"
-    if "uncertainty_sweep" in res:
-        report.plot_uncertainty_sweep(res["uncertainty_sweep"], out / "uncertainty_sweep.png",
-                                      default=res["costmap"]["max_uncertainty"])
-        files["uncertainty_sweep"] = "uncertainty_sweep.png"
-    res["costmap"]["files"] = files
-    return res
-
-
-def _constant_baseline(gt_sub: list[np.ndarray], kw: dict) -> dict:
-    """Metrics of predicting one depth everywhere: the median of all ground truth (an oracle constant).
-
-    A model that does not beat this has learned nothing about the scene's geometry.
-    """
-    vals = [g[(g > kw["min_depth"]) & (g < kw["max_depth"])] for g in gt_sub]
-    vals = [v for v in vals if v.size]
-    if not vals:
-        return {"depth_m": float("nan")}
-    c = float(np.median(np.concatenate(vals)))
-    per = [compute_metrics(np.full_like(g, c), g, **kw) for g in gt_sub]
-    agg = aggregate(per)
-    return {"depth_m": c, **{k: agg[k] for k in METRIC_KEYS}, "pixel_stride": BASELINE_STRIDE}
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    return obj
-
-
-def _sweep_values(text: str | None) -> list[float]:
-    if text is None:
-        return []
-    if text == "default":
-        return list(nav_eval.DEFAULT_SWEEP)
-    try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise DataError(f"--uncertainty-sweep {text!r} is not a comma-separated list of numbers") from None
-    if not vals or any(not (math.isfinite(v) and v >= 0) for v in vals):
-        raise DataError(f"--uncertainty-sweep {text!r} needs non-negative numbers (use "
-                        f"{nav_eval.FILTER_OFF:g} for the filter off)")
-    return vals
-
-
-def _plan_nav(args, source: BagSource, has_uncertainty: bool, uncertainty_source: str | None
-              ) -> tuple[nav_eval.NavEvaluation | None, list | None]:
-    """The costmap evaluation to run, or (None, None) after printing the one line that says why not.
-
-    With ``--costmap`` (or ``--uncertainty-sweep``) every reason not to run is an error instead.
-    """
-    from moadepth_core.data.rosbag.tf_buffer import read_bag_tf
-    from moadepth_core.errors import MoadepthError
-    from moadepth_core.evaluation.nav2_params import find_costmap_config, load_costmap_params
-
-    asked = args.costmap or args.uncertainty_sweep is not None
-    n = len(source) if args.max_frames is None else min(len(source), max(int(args.max_frames), 0))
-    try:
-        tf = read_bag_tf(args.bag)
-        poses = nav_eval.frame_poses(tf, args.fixed_frame,
-                                     [(source.stamp_ns(i), source.frame_id(i)) for i in range(n)])
-        why = nav_eval.check_poses(poses, tf, args.fixed_frame)
-        if why is None:
-            params = load_costmap_params(find_costmap_config(args.costmap_config))
-    except MoadepthError as exc:
-        if asked or args.costmap_config:
-            raise
-        why = str(exc)
-    if why is not None:
-        why = why.rstrip(".")
-        if asked:
-            raise DataError(f"cannot compute the costmap: {why}")
-        print(f"costmap, map and temporal evaluation skipped: {why} (pass --costmap to make this an error)",
-              file=sys.stderr)
-        return None, None
-    sweep = _sweep_values(args.uncertainty_sweep)
-    if args.max_uncertainty is not None:
-        max_unc = args.max_uncertainty
-    else:
-        max_unc = node_default("max_uncertainty") if has_uncertainty else math.inf
-    if (sweep or args.max_uncertainty is not None) and not has_uncertainty:
-        raise DataError(f"{'--uncertainty-sweep' if sweep else '--max-uncertainty'} needs the prediction's "
-                        f"uncertainty: record the node's depth/confidence next to {args.prediction_topic} "
-                        "(or pass --confidence-topic)")
-    nav = nav_eval.NavEvaluation(params, poses, args.fixed_frame, stride=args.costmap_stride,
-                                 max_uncertainty=max_unc, sweep=sweep, uncertainty_source=uncertainty_source,
-                                 reference=f"{source.depth_topic} (registered into the image camera)")
-    print(f"costmap: {params.describe()}; fixed frame {args.fixed_frame}", file=sys.stderr)
-    return nav, poses
 
 
 def _sibling(topic: str, name: str) -> str:
@@ -407,7 +225,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     else:
         predict, what = network_predictor(args.checkpoint, args.allow_untrained, args.device, args.focal_scaling)
         unc_source = "the model's relative uncertainty"
-    nav, poses = _plan_nav(args, source, unc_source is not None, unc_source)
+    nav, poses = plan_nav(args, source, unc_source is not None, unc_source)
     settings = {"bag": str(args.bag), "image_topic": source.image_topic, "depth_topic": source.depth_topic,
                 "camera_info_topic": source.camera_info_topic,
                 "depth_camera_info_topic": source.depth_camera_info_topic, "depth_scale": args.depth_scale,
@@ -421,7 +239,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
           f"delta1 {res['delta1']:.4f}  (best constant {b.get('depth_m', float('nan')):.2f} m: abs_rel "
           f"{b.get('abs_rel', float('nan')):.4f}, delta1 {b.get('delta1', float('nan')):.4f})")
     if "costmap" in res:
-        print(_costmap_line(res["costmap"]))
+        print(costmap_line(res["costmap"]))
         for note in res["costmap"].get("notes", []):
             print(f"costmap note: {note}")
     if res["bad_frames"]:
@@ -430,18 +248,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print(f"{res['missing_predictions']} frames had no prediction on {args.prediction_topic}")
     print(f"wrote {Path(args.out) / 'metrics.json'}")
     return 0
-
-
-def _costmap_line(c: dict) -> str:
-    def f(v) -> str:
-        return "undefined" if v is None else f"{v:.3f}"
-
-    acc = c.get("accumulated", {})
-    filt = "no filter" if c.get("max_uncertainty") is None else f"max_uncertainty {c['max_uncertainty']:g}"
-    return (f"costmap per frame ({filt}): iou {f(c['iou'])}  precision {f(c['precision'])}  recall "
-            f"{f(c['recall'])}  phantom {f(c['phantom_cells_per_frame'])}  missed {f(c['missed_cells_per_frame'])} "
-            f"cells/frame; accumulated: iou {f(acc.get('iou'))}  precision {f(acc.get('precision'))}  recall "
-            f"{f(acc.get('recall'))}")
 
 
 main = cli_entry(_main, prog="bag_eval")

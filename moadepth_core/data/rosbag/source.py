@@ -19,6 +19,9 @@ What it does, in order:
    otherwise registration with both CameraInfos and the static transform chain between the
    two frame ids (:func:`moadepth_core.geometry.register_depth`).
 
+Topic discovery is :mod:`~moadepth_core.data.rosbag.topics`; decoding and registration of one
+frame :mod:`~moadepth_core.data.rosbag.frame_reading`; this module opens, indexes and pairs.
+
 ``start``/``stop`` keep a time fraction of the paired frames (e.g. ``stop=0.6`` for the first
 60 % of a trajectory). Every problem with the file ends in a :class:`DataError` naming it.
 """
@@ -33,22 +36,22 @@ import numpy as np
 
 from moadepth_core import geometry
 from moadepth_core.data.frames import RGBDFrame, RGBDSource
+from moadepth_core.data.rosbag.frame_reading import DepthIntoImageCamera, decode_metres, decode_rgb
 from moadepth_core.data.rosbag.messages import (
     CAMERA_INFO_TYPE,
-    IMAGE_TYPE,
-    IMAGE_TYPES,
     TF_TYPES,
     camera_topic_sibling,
     header_from_cdr,
 )
 from moadepth_core.data.rosbag.pairing import IndexedMsg, nearest, pair_by_stamp
 from moadepth_core.data.rosbag.tf_buffer import TfBuffer
+from moadepth_core.data.rosbag.topics import info_sibling, missing_topic, pick_topic
 from moadepth_core.errors import DataError, MoadepthError
-from moadepth_core.geometry import compressed
 from moadepth_core.geometry import image_buffers as imaging
 
+__all__ = ["DEFAULT_MAX_TIME_DIFF", "BagSource", "camera_topic_sibling", "header_from_cdr"]
+
 DEFAULT_MAX_TIME_DIFF = 0.02  # seconds: under half a frame at 30 fps
-_SAME_K_ATOL_PX = 0.25  # intrinsics closer than this (after scaling) are "the same camera"
 
 
 @dataclass
@@ -124,9 +127,9 @@ class BagSource(RGBDSource):
         lo, hi = int(round(float(start) * n)), int(round(float(stop) * n))
         self._pairs = self._pairs[lo:hi]
         self.stats["selected"] = len(self._pairs)
-        self._mode_cache: dict[tuple, tuple[str, np.ndarray | None]] = {}
+        self._into_image_camera = DepthIntoImageCamera(self.path, self.tf)
         #: how depth reached the image camera so far: "same", "resize", "register"
-        self.registration_modes: set[str] = set()
+        self.registration_modes: set[str] = self._into_image_camera.modes
 
     # -- reader ------------------------------------------------------------------------------------
     def _corrupt(self, exc: BaseException) -> DataError:
@@ -182,59 +185,27 @@ class BagSource(RGBDSource):
         """Topic name -> message type, as recorded."""
         return {c.topic: c.msgtype for c in self._reader().connections}
 
-    def _topic_list(self) -> str:
-        items = sorted(self.topics().items())
-        return ", ".join(f"{t} ({m})" for t, m in items) or "none"
-
-    def _missing(self, what: str, topic: str | None, hint: str = "") -> DataError:
-        name = f"no {what} topic {topic!r}" if topic else f"no unambiguous {what} topic"
-        return DataError(f"bag {self.path} has {name}{hint}; its topics are: {self._topic_list()}")
-
-    def _pick_topic(self, given: str | None, what: str, words: tuple[str, ...], required: bool,
-                    msgtype: str | tuple[str, ...] = IMAGE_TYPES, avoid: tuple[str, ...] = ()) -> str | None:
-        """``given`` checked, else the only topic of ``msgtype`` named like ``words``. Images and depth
-        may be raw or image_transport's compressed/compressedDepth (CompressedImage); where both are
-        recorded, the raw one is picked."""
-        topics = self.topics()
-        types = (msgtype,) if isinstance(msgtype, str) else msgtype
-        if given:
-            if given not in topics:
-                raise self._missing(what, given)
-            if topics[given] not in types:
-                raise DataError(f"bag {self.path}: {what} topic {given} holds {topics[given]}, not "
-                                f"{' or '.join(types)}")
-            return given
-        cands = [t for t, m in topics.items() if m in types and any(w in t.lower() for w in words)
-                 and not any(a in t.lower() for a in avoid)]
-        if len(cands) > 1:  # raw first; then, for depth, compressedDepth over a JPEG of it
-            raw = [t for t in cands if topics[t] == IMAGE_TYPE]
-            if not raw and what == "depth":
-                raw = [t for t in cands if t.lower().endswith("compresseddepth")]
-            cands = raw or cands
-        if len(cands) == 1:
-            return cands[0]
-        if required:
-            raise self._missing(what, None, " (pass it explicitly)")
-        return None
-
     def _index(self, image_topic, depth_topic, info_topic, depth_info_topic, tf_topic, extra_topics) -> None:
+        """Topic discovery (:mod:`~moadepth_core.data.rosbag.topics`), then one pass over the bag's headers."""
         reader = self._reader()
-        self.image_topic = self._pick_topic(image_topic, "image", ("color", "rgb", "image"), True,
-                                            avoid=("depth",))
-        self.depth_topic = None if self.images_only else self._pick_topic(depth_topic, "depth", ("depth",), True)
         topics = self.topics()
-        self.camera_info_topic = self._pick_topic(info_topic, "camera_info", (), False, CAMERA_INFO_TYPE) \
-            if info_topic else self._sibling(self.image_topic, topics)
+        self.image_topic = pick_topic(self.path, topics, image_topic, "image", ("color", "rgb", "image"), True,
+                                      avoid=("depth",))
+        self.depth_topic = None if self.images_only else pick_topic(self.path, topics, depth_topic, "depth",
+                                                                    ("depth",), True)
+        self.camera_info_topic = pick_topic(self.path, topics, info_topic, "camera_info", (), False,
+                                            CAMERA_INFO_TYPE) if info_topic else info_sibling(self.image_topic, topics)
         self.depth_camera_info_topic = None if self.images_only else (
-            self._pick_topic(depth_info_topic, "depth camera_info", (), False, CAMERA_INFO_TYPE)
-            if depth_info_topic else self._sibling(self.depth_topic, topics)
+            pick_topic(self.path, topics, depth_info_topic, "depth camera_info", (), False, CAMERA_INFO_TYPE)
+            if depth_info_topic else info_sibling(self.depth_topic, topics)
         )
         if self.camera_info_topic is None and self._K_override is None:
-            raise self._missing("camera_info", camera_topic_sibling(self.image_topic, msgtype=topics[self.image_topic]),
+            raise missing_topic(self.path, topics, "camera_info",
+                                camera_topic_sibling(self.image_topic, msgtype=topics[self.image_topic]),
                                 f" for image topic {self.image_topic} (pass the CameraInfo topic or K)")
         self.extra_topics = list(extra_topics)
         for t in self.extra_topics:
-            self._pick_topic(t, "extra", (), True)
+            pick_topic(self.path, topics, t, "extra", (), True)
         image_topics = {t for t in (self.image_topic, self.depth_topic, *self.extra_topics) if t}
         info_topics = {t for t in (self.camera_info_topic, self.depth_camera_info_topic) if t}
         tf_topics = {t for t, m in topics.items() if t == tf_topic and m in TF_TYPES}
@@ -275,11 +246,6 @@ class BagSource(RGBDSource):
             "unpaired_depths": unpaired_depths,
         }
 
-    @staticmethod
-    def _sibling(image_topic: str, topics: dict[str, str]) -> str | None:
-        t = camera_topic_sibling(image_topic, msgtype=topics.get(image_topic, IMAGE_TYPE))
-        return t if topics.get(t) == CAMERA_INFO_TYPE else None
-
     # -- reading -----------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._pairs)
@@ -317,41 +283,10 @@ class BagSource(RGBDSource):
         j = nearest([x.stamp_ns for x in lst], stamp_ns)
         return lst[j]
 
-    def _decode(self, m, what: str) -> np.ndarray:
-        try:
-            return imaging.decode_image(m.encoding, m.height, m.width, m.step, m.data, m.is_bigendian)
-        except DataError as exc:
-            raise DataError(f"bag {self.path}: {what} message stamped {m.header.stamp.sec}.{m.header.stamp.nanosec:09d}: "
-                            f"{exc}") from None
-
-    def _compressed_error(self, m, what: str, exc: DataError) -> DataError:
-        return DataError(f"bag {self.path}: {what} message stamped {m.header.stamp.sec}."
-                         f"{m.header.stamp.nanosec:09d}: {exc}")
-
-    def _rgb(self, m) -> np.ndarray:
-        """HxWx3 uint8 RGB of an Image or a CompressedImage (image_transport's compressed plugin)."""
-        if hasattr(m, "format"):
-            try:
-                return compressed.decode_rgb8(m.format, m.data)
-            except DataError as exc:
-                raise self._compressed_error(m, "image", exc) from None
-        rgb = imaging.to_rgb8(self._decode(m, "image"), m.encoding)
-        return rgb if rgb.flags.writeable else rgb.copy()  # a view of the message buffer: own the pixels
-
-    def _metres(self, m, what: str) -> np.ndarray:
-        """Depth in metres (invalid 0) of an Image or a compressedDepth CompressedImage."""
-        if hasattr(m, "format"):
-            try:
-                array, encoding = compressed.decode_depth(m.format, m.data)
-            except DataError as exc:
-                raise self._compressed_error(m, what, exc) from None
-            return imaging.depth_to_metres(array, encoding, self.depth_scale)
-        return imaging.depth_to_metres(self._decode(m, what), m.encoding, self.depth_scale)
-
     def _get(self, index: int) -> RGBDFrame:
         im_ref, d_ref = self._pairs[index]
         im = self._read(self.image_topic, im_ref)
-        rgb = self._rgb(im)
+        rgb = decode_rgb(self.path, im)
         hw = rgb.shape[:2]
         info = self._info(self.camera_info_topic, im_ref.stamp_ns)
         if info is not None:
@@ -361,47 +296,11 @@ class BagSource(RGBDSource):
         if d_ref is None:  # images_only: no depth was read
             return RGBDFrame(rgb=rgb, depth=np.zeros(hw, np.float32), K=K, name=f"{index:06d}",
                              stamp_ns=im_ref.stamp_ns)
-        depth = self._metres(self._read(self.depth_topic, d_ref), "depth")
-        depth = self._to_image_camera(depth, im_ref.frame_id or (info.frame_id if info else ""), K, hw, d_ref)
-        return RGBDFrame(rgb=rgb, depth=depth, K=K, name=f"{index:06d}", stamp_ns=im_ref.stamp_ns)
-
-    def _to_image_camera(self, depth: np.ndarray, img_frame: str, K: np.ndarray, hw: tuple[int, int],
-                         d_ref: IndexedMsg) -> np.ndarray:
+        depth = decode_metres(self.path, self._read(self.depth_topic, d_ref), "depth", self.depth_scale)
         dinfo = self._info(self.depth_camera_info_topic, d_ref.stamp_ns)
-        d_frame = d_ref.frame_id or (dinfo.frame_id if dinfo else "")
-        dhw = depth.shape[:2]
-        same_frame = not d_frame or not img_frame or d_frame.lstrip("/") == img_frame.lstrip("/")
-        if dinfo is None:
-            if not same_frame:
-                raise DataError(
-                    f"bag {self.path}: depth is in frame {d_frame!r} and the image in {img_frame!r}, but there is "
-                    "no depth CameraInfo to register it (pass --depth-camera-info-topic)")
-            self.registration_modes.add("same" if dhw == hw else "resize")
-            return depth if dhw == hw else geometry.resize_nearest(depth, hw)
-        K_d = dinfo.K if dinfo.hw == dhw else geometry.scale_intrinsics(dinfo.K, dinfo.hw, dhw)
-        key = (img_frame, d_frame, K.tobytes(), hw, K_d.tobytes(), dhw)
-        if key not in self._mode_cache:
-            same_k = np.abs(geometry.scale_intrinsics(K_d, dhw, hw) - K).max() < _SAME_K_ATOL_PX
-            if same_frame and same_k:
-                self._mode_cache[key] = ("same", None)
-            elif same_frame:
-                self._mode_cache[key] = ("register", np.eye(4))
-            else:
-                try:
-                    T = self.tf.lookup(img_frame, d_frame)
-                except DataError as exc:
-                    raise DataError(f"bag {self.path}: cannot register depth into the image camera: {exc}") \
-                        from None
-                self._mode_cache[key] = ("register", T)
-        mode, T = self._mode_cache[key]
-        if mode == "same":
-            if dhw == hw:
-                self.registration_modes.add("same")
-                return depth
-            self.registration_modes.add("resize")
-            return geometry.resize_nearest(depth, hw)
-        self.registration_modes.add("register")
-        return geometry.register_depth(depth, K_d, K, T, hw)
+        depth = self._into_image_camera(depth, im_ref.frame_id or (info.frame_id if info else ""), K, hw,
+                                        d_ref.frame_id or (dinfo.frame_id if dinfo else ""), dinfo)
+        return RGBDFrame(rgb=rgb, depth=depth, K=K, name=f"{index:06d}", stamp_ns=im_ref.stamp_ns)
 
     def extra(self, index: int, topic: str, hw: tuple[int, int] | None = None) -> np.ndarray | None:
         """Depth on ``topic`` (an ``extra_topics`` entry) stamped like frame ``index``'s image.
@@ -415,7 +314,7 @@ class BagSource(RGBDSource):
         if j is None or abs(lst[j].stamp_ns - im_ref.stamp_ns) > self.max_time_diff_ns:
             return None
         m = self._read(topic, lst[j])
-        depth = self._metres(m, topic)
+        depth = decode_metres(self.path, m, topic, self.depth_scale)
         if hw is not None and depth.shape != tuple(hw):
             depth = geometry.resize_nearest(depth, hw)
         return depth
