@@ -23,11 +23,8 @@ case "$SUPERVISION" in
        exit 2 ;;
 esac
 BIN=${MOADEPTH_VENV:-.venv}/bin
-if [[ $SUPERVISION == depth ]]; then
-    OUT=${DEMO_OUT:-demo-output}
-else
-    OUT=${DEMO_OUT:-demo-output-photometric}
-fi
+OUT=${DEMO_OUT:-demo-output}
+[[ $SUPERVISION == depth ]] || OUT=${DEMO_OUT:-demo-output-photometric}  # make demo's demo-output/ stays
 SEED=${SEED:-7}
 FRAMES=${FRAMES:-160}
 TRAIN_FRACTION=${TRAIN_FRACTION:-0.6}
@@ -81,23 +78,20 @@ else
     # The node gets best.pt (network only, ~124 MB; the best validation AbsRel), not last.pt (~371 MB:
     # also the optimiser state, for --resume). best.pt exists once one validation ran (every epoch).
     CKPT=$OUT/run/best.pt
-    if [[ ! -f "$CKPT" ]]; then
+    # photometric: best.pt is the best validation AbsRel, i.e. chosen by depth; that node gets the last weights.
+    [[ $SUPERVISION == depth ]] || CKPT=$OUT/run/last.pt
+    if [[ ! -f "$CKPT" && $SUPERVISION == depth ]]; then
         echo "demo: training wrote no best.pt (exit $rc; no validation finished); raise TRAIN_SECONDS or pass CHECKPOINT=" >&2
         exit 1
-    fi
-    if [[ $SUPERVISION == photometric ]]; then
-        # best.pt is the best validation AbsRel: chosen by depth. The photometric node gets the last weights.
-        CKPT=$OUT/run/last.pt
-        if [[ ! -f "$CKPT" ]]; then
-            echo "demo: training wrote no last.pt (exit $rc); raise TRAIN_SECONDS or pass CHECKPOINT=" >&2
-            exit 1
-        fi
+    elif [[ ! -f "$CKPT" ]]; then
+        echo "demo: training wrote no last.pt (exit $rc; it writes one every 20 steps); raise TRAIN_SECONDS or pass CHECKPOINT=" >&2
+        exit 1
     fi
     [[ $rc == 0 ]] || echo "demo: training stopped at the ${TRAIN_SECONDS}s bound; using $CKPT"
     step_of() { "$BIN/python" -c "import sys; from moadepth_core.model.checkpoint import read_checkpoint; \
 print(read_checkpoint(sys.argv[1]).get('step', '?'))" "$1"; }
     DONE_STEPS=$(step_of "$OUT/run/last.pt")
-    BEST_STEP=$(step_of "$CKPT")
+    BEST_STEP=$(step_of "$OUT/run/best.pt" 2>/dev/null || echo none)
     TRAIN_WHAT="$DONE_STEPS steps of config/train_synth.yaml on CPU in $(( SECONDS - t0 )) s on the first \
 $TRAIN_FRAMES frames (the last 10 % of those held out for validation); best.pt is the best validation, \
 at step $BEST_STEP"
@@ -106,7 +100,7 @@ at step $BEST_STEP"
 (photometric.frame_offset=2: sources 2 frames either side) on CPU in $(( SECONDS - t0 )) s on the first \
 $TRAIN_FRAMES frames: the loss saw only the images, CameraInfo and /tf, no depth; the depth topic fed only \
 the validation metrics of the last 10 %. The node runs last.pt (step $DONE_STEPS), not best.pt (the best \
-validation AbsRel, step $BEST_STEP), so no depth chose the checkpoint"
+validation AbsRel, at step $BEST_STEP), so no depth chose the checkpoint"
     fi
 fi
 
