@@ -269,3 +269,40 @@ def test_docs_the_readme_names_exist() -> None:
 
 def test_readme_is_short() -> None:
     assert len(README.read_text().splitlines()) <= 200
+
+
+def _demo_refuses(r: subprocess.CompletedProcess, out: Path) -> None:
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(lines) == 1 and "SUPERVISION=bogus" in lines[0] and "photometric" in lines[0], r.stderr
+    assert "Traceback" not in r.stdout + r.stderr and not out.exists(), "the demo did work before refusing"
+
+
+def test_demo_refuses_an_unknown_supervision_in_one_sentence(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    env = {**os.environ, "SUPERVISION": "bogus", "DEMO_OUT": str(out), "MOADEPTH_VENV": str(tmp_path / "no-venv")}
+    r = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], env=env, capture_output=True, text=True,
+                       timeout=30)
+    _demo_refuses(r, out)
+
+
+def test_make_demo_hands_supervision_to_the_script(makefile_copy: Path) -> None:
+    """`make demo SUPERVISION=...` reaches scripts/demo.sh's environment (GNU make exports command-line
+    variables to recipes): a venv stamp newer than its prerequisites, so make only runs the recipe."""
+    import time
+
+    earlier = time.time() - 3600
+    for name in ("requirements.txt", "requirements-ros-jazzy.txt", "setup.py", "setup.cfg", "package.xml",
+                 "pyproject.toml"):
+        (makefile_copy / name).write_text("")
+        os.utime(makefile_copy / name, (earlier, earlier))
+    stamp = makefile_copy / ".venv" / ".installed"
+    stamp.parent.mkdir()
+    stamp.write_text("jazzy\n")
+    (makefile_copy / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "demo.sh", makefile_copy / "scripts" / "demo.sh")
+    out = makefile_copy / "demo"
+    r = subprocess.run(["make", "--no-print-directory", "-s", "demo", "SUPERVISION=bogus", f"DEMO_OUT={out}",
+                        "PYTHON=false"], cwd=makefile_copy, capture_output=True, text=True, timeout=60)
+    r.stderr = "\n".join(ln for ln in r.stderr.splitlines() if not ln.startswith("make: ***"))
+    _demo_refuses(r, out)
