@@ -1,5 +1,6 @@
 # moadepth: one-command set-up, demo and tests (GNU make).
-#   make demo   bootstrap the venv and run the demo (scripts/demo.sh)
+#   make demo   bootstrap the venv and run the demo (scripts/demo.sh); SUPERVISION=photometric trains with no
+#               depth in the loss (make passes command-line variables to the recipe's environment)
 #   make test   bootstrap, colcon (Debian), ruff, pytest
 #
 # ROS_DISTRO, the variable a sourced ROS 2 sets, picks the ROS 2 wheels: jazzy (the default when
@@ -54,12 +55,13 @@ export ROS_DOMAIN_ID
 
 help:
 	@echo "make demo       set up the venv and run the demo"
+	@echo "make demo SUPERVISION=photometric   the demo with no depth in training (camera + /tf only): demo-output-photometric/"
 	@echo "make test       set up the venv (+ colcon via apt when root), ruff, pytest"
 	@echo "make test-ros   set up the venv and run only the tests that start rclpy (pytest -m ros)"
 	@echo "make lint       ruff check"
 	@echo "make bench      set up the venv and run scripts/bench (the benchmark)"
 	@echo "make clean      remove build and test outputs (keeps the venvs and every trained model)"
-	@echo "make clean-outputs  remove runs/, demo-output/ and bench-results.json (lists them first)"
+	@echo "make clean-outputs  remove runs/, demo-output*/ and bench-results.json (lists them first)"
 	@echo "make distclean  make clean, and also remove .venv/ and .venv-kilted/"
 	@echo "ROS_DISTRO=jazzy (the default when unset; .venv/) or ROS_DISTRO=kilted (.venv-kilted/) picks ROS 2."
 
@@ -138,16 +140,16 @@ bench: $(STAMP)
 
 # clean: only what a build or a test run made (colcon's build/install/log, caches, egg-info).
 # bench-results.json stays: it is a measurement `make bench` took minutes to produce, not a build
-# output. What a user trained, recorded or measured (runs/, demo-output/, bench-results.json) goes
+# output. What a user trained, recorded or measured (runs/, demo-output*/, bench-results.json) goes
 # only with clean-outputs, which names it first.
 # No prerequisite: cleaning must never create or install the venv.
 clean:
 	rm -rf build install log .pytest_cache .ruff_cache .hypothesis *.egg-info
 	find . -path './.venv*' -prune -o -path ./.git -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 
-OUTPUTS := $(wildcard runs demo-output bench-results.json)
+OUTPUTS := $(wildcard runs demo-output demo-output-photometric bench-results.json)
 clean-outputs:
-	@if [ -z "$(OUTPUTS)" ]; then echo "clean-outputs: no runs/, demo-output/ or bench-results.json to remove"; exit 0; fi; \
+	@if [ -z "$(OUTPUTS)" ]; then echo "clean-outputs: no runs/, demo-output*/ or bench-results.json to remove"; exit 0; fi; \
 	echo "clean-outputs: removing what was trained, recorded or measured:"; \
 	for d in $(OUTPUTS); do echo "  $$d ($$(du -sh $$d | cut -f1), $$(find $$d -name '*.pt' | wc -l) checkpoint(s))"; done; \
 	rm -rf $(OUTPUTS)

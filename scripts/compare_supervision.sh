@@ -5,7 +5,8 @@
 #   2. three runs from the same untrained network, each STEPS steps of config/train_synth.yaml on CPU:
 #      --supervision depth (today's demo), photometric (images + /tf only) and mixed
 #   3. scripts/compare_supervision.py: untrained, best constant and the three runs' last.pt on the held-out
-#      frames: AbsRel, delta1, RMSE, scale ratio (no median scaling) -> OUT/table.md, OUT/table.json
+#      frames, each scored by bag_eval (its --costmap on the bag's /tf): AbsRel, delta1, RMSE, costmap IoU,
+#      scale ratio (no median scaling) -> OUT/table.md, OUT/table.json, each row's bag_eval output in OUT/eval/
 # Knobs (env): OUT, SEED, FRAMES, TRAIN_FRACTION, STEPS, OFFSET (photometric.frame_offset), SIZE (model
 # H,W), RUNS (which of depth photometric mixed).
 set -euo pipefail
@@ -45,4 +46,4 @@ for sup in $RUNS; do
 done
 "$BIN/python" scripts/compare_supervision.py --bag "$OUT/site/test_bag" --image-topic "$IMG" --depth-topic "$DEPTH" \
     --untrained-config config/train_synth.yaml --set "model.image_size=[$SIZE]" "${ARGS[@]}" \
-    --md "$OUT/table.md" --json "$OUT/table.json"
+    --eval-dir "$OUT/eval" --md "$OUT/table.md" --json "$OUT/table.json"

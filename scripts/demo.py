@@ -4,7 +4,9 @@
     copies every message of IN into A (before the image at ``fraction``) or B (from it on);
     latched topics (``/tf_static``) go into both. Training reads A, the node only ever sees B.
 ``python scripts/demo.py report --out DIR --eval DIR --recording BAG --replay-stats JSON ...``
-    writes DIR/report.md and report.html (+ colourised depth, a PLY of one point cloud).
+    writes DIR/report.md and report.html (+ colourised depth, a PLY of one point cloud). With
+    ``--supervision photometric --beside LABEL=DEMO_DIR`` it also puts that other demo's scores
+    (DEMO_DIR/eval/metrics.json, DEMO_DIR/replay/recording) in one table beside this run's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from moadepth_core.data.rosbag.source import BagSource, header_from_cdr
 from moadepth_core.errors import DataError, cli_entry
 from moadepth_core.evaluation import colorize, report
-from moadepth_core.evaluation.metrics import METRIC_KEYS
+from moadepth_core.evaluation.metrics import METRIC_KEYS, scale_ratio
 from moadepth_core.geometry.pointcloud import PackedCloud, unpack_points, unpack_rgb, write_ply
 
 LATCHED = ("/tf_static",)
@@ -112,9 +114,11 @@ def write_demo_report(args) -> Path:
         shutil.copy(ev / name, out / name)
     nav_blocks = costmap_blocks(metrics, ev, out)
 
+    photometric = args.supervision == "photometric"
     base = metrics.get("baseline_constant", {})
     table = report.metrics_table({
-        "depth_node (fine-tuned)": {k: _num(metrics.get(k)) for k in METRIC_KEYS},
+        ("depth_node (photometric fine-tuning, last.pt)" if photometric else "depth_node (fine-tuned)"):
+            {k: _num(metrics.get(k)) for k in METRIC_KEYS},
         f"best constant depth ({_num(base.get('depth_m')):.2f} m)": {k: _num(base.get(k)) for k in METRIC_KEYS},
     })
     lat = replay["latency_ms"]
@@ -125,6 +129,12 @@ def write_demo_report(args) -> Path:
         "and what it measures; they are **not** a real-world accuracy claim. The best-constant-depth row "
         "(one depth, the median of the test ground truth, everywhere) is there for scale: a model that does "
         "not beat it has not learned the scene's geometry.")
+    if photometric:
+        honesty += (
+            "\n\n**No depth in training.** This run fine-tuned with `--supervision photometric`: the loss saw "
+            "the camera images, CameraInfo and the robot's /tf only (view synthesis), and the node runs the "
+            "last weights (`last.pt`), not `best.pt`, which the validation depth would have chosen. The depth "
+            "topic scored validation during training and scores the node here; it never entered the loss.")
     setup = "\n".join([
         f"- site: `moadepth synth --seed {args.seed}`, {args.frames} frames at {frame.hw[1]}x{frame.hw[0]}, "
         f"split by time: first {args.train_frames} frames for fine-tuning, last {args.test_frames} for the node",
@@ -153,14 +163,75 @@ def write_demo_report(args) -> Path:
         ("What this is", honesty),
         ("Set-up", setup),
         ("Depth accuracy on the unseen part of the site", table),
+        *([("Without a depth sensor, beside the depth-supervised demo", beside_block(args, metrics))]
+          if photometric else []),
         ("One frame", "![image | ground truth | prediction | error](panel.png)"),
         ("Over time", "![metrics over time](metrics_over_time.png)\n\n![error histogram](error_histogram.png)"),
         *nav_blocks,
         ("The node over DDS", node_lines),
         ("Files", files),
     ]
-    md, _ = report.write_report(out, "moadepth demo: fine-tune on your own site", blocks)
+    title = "moadepth demo: fine-tune on your own site" + (" without a depth sensor" if photometric else "")
+    md, _ = report.write_report(out, title, blocks)
     return md
+
+
+def recording_scale_ratio(recording: str | Path, image_topic: str, depth_topic: str, prediction_topic: str,
+                          min_depth: float = 1e-3, max_depth: float = 10.0) -> float:
+    """The scale ratio (:func:`~moadepth_core.evaluation.metrics.scale_ratio`) of a recording's predictions."""
+    rec = BagSource(recording, image_topic, depth_topic, extra_topics=[prediction_topic])
+
+    def pairs():
+        for i in range(len(rec)):
+            frame = rec[i]
+            pred = rec.extra(i, prediction_topic, frame.hw)
+            if pred is not None:
+                yield pred, frame.depth
+
+    return scale_ratio(pairs(), min_depth=min_depth, max_depth=max_depth)
+
+
+def _comparison_row(metrics: dict, recording: Path, args) -> dict:
+    """AbsRel, delta1, RMSE, scale ratio and the costmap as the node ran (no uncertainty filter) of one demo."""
+    c = metrics.get("costmap") or {}
+    c = c.get("unfiltered") or c
+    s = metrics.get("settings", {})
+    ratio = recording_scale_ratio(recording, args.image_topic, args.depth_topic, args.prediction_topic,
+                                  s.get("min_depth", 1e-3), s.get("max_depth", 10.0)) \
+        if recording.exists() else None
+    return {"abs_rel": metrics.get("abs_rel"), "delta1": metrics.get("delta1"), "rmse": metrics.get("rmse"),
+            "scale_ratio": ratio if ratio is not None and np.isfinite(ratio) else None, "costmap_iou": c.get("iou"), "costmap_precision": c.get("precision"),
+            "costmap_recall": c.get("recall")}
+
+
+COMPARISON_COLUMNS = (("abs_rel", "AbsRel", 3), ("delta1", "δ1", 3), ("rmse", "RMSE (m)", 3),
+                      ("scale_ratio", "scale ratio (median pred ÷ true)", 2), ("costmap_iou", "costmap IoU", 3),
+                      ("costmap_precision", "costmap precision", 3), ("costmap_recall", "costmap recall", 3))
+
+
+def beside_block(args, metrics: dict) -> str:
+    """This (photometric) run and, when it ran, the depth-supervised demo (``--beside``) in one table."""
+    label, _, other = (args.beside or "").partition("=")
+    rows = {"photometric (images + /tf, no depth; last.pt)": _comparison_row(metrics, Path(args.recording), args)}
+    other_eval = Path(other) / "eval" if other else None
+    note = ""
+    if other_eval is None or not (other_eval / "metrics.json").is_file():
+        note = (f"- the depth-supervised row: run `make demo` (it writes {other or 'demo-output'}/), then this "
+                "demo again, to see it here")
+    elif other_eval.resolve() == Path(args.eval).resolve():
+        note = f"- no other demo to compare with: {other_eval} is this run's own evaluation"
+    else:
+        rows[label or other] = _comparison_row(json.loads((other_eval / "metrics.json").read_text()),
+                                               Path(other) / "replay" / "recording", args)
+    lines = ["| | " + " | ".join(h for _, h, _ in COMPARISON_COLUMNS) + " |",
+             "|---" * (len(COMPARISON_COLUMNS) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_f(r.get(k), d) for k, _, d in COMPARISON_COLUMNS) + " |")
+    intro = ("The node's recorded depth on the same held-out frames (same seed and split), no median scaling; "
+             "the costmap columns are per frame without the uncertainty filter (the node ran with "
+             "max_uncertainty 1000). A scale ratio near 1 with no depth in training is the metric scale that "
+             "the known camera motion teaches.")
+    return intro + "\n\n" + "\n".join(lines) + ("\n\n" + note if note else "")
 
 
 COSTMAP_COLUMNS = ("iou", "precision", "recall", "iou_within_1_cell", "phantom_cells_per_frame",
@@ -258,6 +329,10 @@ def _main(argv=None) -> int:
     r.add_argument("--points-topic", default="/points")
     r.add_argument("--train-info", help="JSON: {'what': '...'}")
     r.add_argument("--node-params", default="", help="the node's non-default parameters, for the record")
+    r.add_argument("--supervision", choices=("depth", "photometric"), default="depth",
+                   help="what trained the checkpoint (photometric: no depth in the loss)")
+    r.add_argument("--beside", metavar="LABEL=DEMO_DIR",
+                   help="with --supervision photometric: another demo's output folder to show beside this run")
     for name in ("seed", "frames", "train-frames", "test-frames"):
         r.add_argument(f"--{name}", type=int, default=0)
     args = p.parse_args(argv)

@@ -7,12 +7,24 @@
 #   4. `bag_eval --prediction-topic --costmap` scores the node's recorded outputs against the exact depth,
 #      pixel by pixel and as the Nav2 voxel layer would mark them
 #   5. a report folder (report.md/.html, plots, colourised depth, a PLY) whose path is printed last
-# Knobs (env): DEMO_OUT, SEED, FRAMES, TRAIN_FRACTION, STEPS, TRAIN_SECONDS, RATE, CHECKPOINT.
+# SUPERVISION=photometric (`make demo SUPERVISION=photometric`) fine-tunes with no depth in the loss
+# (`moadepth train --supervision photometric`: the images and the robot's /tf; the depth topic only feeds the
+# validation metrics), hands the node last.pt (not best.pt, which validation depth would have chosen), writes
+# to demo-output-photometric/ and puts the depth-supervised demo's demo-output/eval beside it in the report.
+# Knobs (env): SUPERVISION (depth | photometric), DEMO_OUT, SEED, FRAMES, TRAIN_FRACTION, STEPS, TRAIN_SECONDS,
+# RATE, CHECKPOINT.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+SUPERVISION=${SUPERVISION:-depth}
+case "$SUPERVISION" in
+    depth | photometric) ;;
+    *) echo "demo: SUPERVISION=$SUPERVISION is not a supervision the demo runs: use depth (the default) or photometric (no depth in training)." >&2
+       exit 2 ;;
+esac
 BIN=${MOADEPTH_VENV:-.venv}/bin
 OUT=${DEMO_OUT:-demo-output}
+[[ $SUPERVISION == depth ]] || OUT=${DEMO_OUT:-demo-output-photometric}  # make demo's demo-output/ stays
 SEED=${SEED:-7}
 FRAMES=${FRAMES:-160}
 TRAIN_FRACTION=${TRAIN_FRACTION:-0.6}
@@ -48,31 +60,48 @@ if [[ -n "${CHECKPOINT:-}" ]]; then
     CKPT=$CHECKPOINT
     TRAIN_WHAT="skipped (CHECKPOINT given)"
 else
-    stage "2/5 fine-tune on the first $TRAIN_FRAMES frames: up to $STEPS steps or ${TRAIN_SECONDS}s on CPU"
+    stage "2/5 fine-tune on the first $TRAIN_FRAMES frames: up to $STEPS steps or ${TRAIN_SECONDS}s on CPU$(
+        [[ $SUPERVISION == depth ]] || echo ", --supervision $SUPERVISION: no depth in the loss")"
     t0=$SECONDS
     # Bounded in wall time whatever the machine's load: SIGINT at the bound, keep what was written
     # (last.pt every 20 steps, best.pt at each validation). `timeout` exits 124 then, which is expected.
     # Without the bound, the epochs end it first: 96 frames - 10 held out = 21 batches of 4 per epoch,
     # x 10 epochs (config/train_synth.yaml) = 210 steps, under STEPS.
+    # photometric: the depth topic only scores validation; the loss sees the images and /tf. Synthetic sites move
+    # 4.999 cm a frame, under the 5 cm neighbour threshold: sources at +-2 frames (10 cm), docs/TRAINING.md.
+    SUP_ARGS=()
+    [[ $SUPERVISION == depth ]] || SUP_ARGS=(--supervision photometric --set photometric.frame_offset=2)
     rc=0
     timeout --foreground --signal=INT --kill-after=30 "$TRAIN_SECONDS" "$BIN/moadepth" train --config config/train_synth.yaml \
         --data "$OUT/site/train_bag" --image-topic "$IMG" --depth-topic "$DEPTH" --out "$OUT/run" \
-        --max-steps "$STEPS" --device cpu --set ckpt_every=20 || rc=$?
+        --max-steps "$STEPS" --device cpu --set ckpt_every=20 ${SUP_ARGS[@]+"${SUP_ARGS[@]}"} || rc=$?
     # The node gets best.pt (network only, ~124 MB; the best validation AbsRel), not last.pt (~371 MB:
     # also the optimiser state, for --resume). best.pt exists once one validation ran (every epoch).
     CKPT=$OUT/run/best.pt
-    if [[ ! -f "$CKPT" ]]; then
+    # photometric: best.pt is the best validation AbsRel, i.e. chosen by depth; that node gets the last weights.
+    [[ $SUPERVISION == depth ]] || CKPT=$OUT/run/last.pt
+    if [[ ! -f "$CKPT" && $SUPERVISION == depth ]]; then
         echo "demo: training wrote no best.pt (exit $rc; no validation finished); raise TRAIN_SECONDS or pass CHECKPOINT=" >&2
+        exit 1
+    elif [[ ! -f "$CKPT" ]]; then
+        echo "demo: training wrote no last.pt (exit $rc; it writes one every 20 steps); raise TRAIN_SECONDS or pass CHECKPOINT=" >&2
         exit 1
     fi
     [[ $rc == 0 ]] || echo "demo: training stopped at the ${TRAIN_SECONDS}s bound; using $CKPT"
     step_of() { "$BIN/python" -c "import sys; from moadepth_core.model.checkpoint import read_checkpoint; \
 print(read_checkpoint(sys.argv[1]).get('step', '?'))" "$1"; }
     DONE_STEPS=$(step_of "$OUT/run/last.pt")
-    BEST_STEP=$(step_of "$CKPT")
+    BEST_STEP=$(step_of "$OUT/run/best.pt" 2>/dev/null || echo none)
     TRAIN_WHAT="$DONE_STEPS steps of config/train_synth.yaml on CPU in $(( SECONDS - t0 )) s on the first \
 $TRAIN_FRAMES frames (the last 10 % of those held out for validation); best.pt is the best validation, \
 at step $BEST_STEP"
+    if [[ $SUPERVISION == photometric ]]; then
+        TRAIN_WHAT="$DONE_STEPS steps of config/train_synth.yaml --supervision photometric \
+(photometric.frame_offset=2: sources 2 frames either side) on CPU in $(( SECONDS - t0 )) s on the first \
+$TRAIN_FRAMES frames: the loss saw only the images, CameraInfo and /tf, no depth; the depth topic fed only \
+the validation metrics of the last 10 %. The node runs last.pt (step $DONE_STEPS), not best.pt (the best \
+validation AbsRel, at step $BEST_STEP), so no depth chose the checkpoint"
+    fi
 fi
 
 stage "3/5 depth_node (use_sim_time) on the last $TEST_FRAMES frames, driven by bag_replay at x$RATE"
@@ -105,10 +134,14 @@ stage "4/5 bag_eval: the node's recorded depth against the ground truth"
     --prediction-topic /depth/image --out "$OUT/eval" --costmap --uncertainty-sweep
 
 stage "5/5 report"
+REPORT_ARGS=()
+# photometric: the depth-supervised demo (`make demo`, demo-output/) goes beside it in the report when it ran
+[[ $SUPERVISION == depth ]] || REPORT_ARGS=(--supervision photometric --beside "depth-supervised (make demo)=demo-output")
 "$BIN/python" scripts/demo.py report --out "$OUT/report" --eval "$OUT/eval" --recording "$OUT/replay/recording" \
     --replay-stats "$OUT/replay/stats.json" --image-topic "$IMG" --depth-topic "$DEPTH" --checkpoint "$CKPT" \
     --train-info "$(python3 -c 'import json,sys; print(json.dumps({"what": sys.argv[1]}))' "$TRAIN_WHAT")" \
-    --node-params "$NODE_PARAMS" --seed "$SEED" --frames "$FRAMES" --train-frames "$TRAIN_FRAMES" --test-frames "$TEST_FRAMES"
+    --node-params "$NODE_PARAMS" --seed "$SEED" --frames "$FRAMES" --train-frames "$TRAIN_FRAMES" --test-frames "$TEST_FRAMES" \
+    ${REPORT_ARGS[@]+"${REPORT_ARGS[@]}"}
 
 echo
 echo "demo finished in $(( SECONDS - T_START )) s"

@@ -1,5 +1,5 @@
 """The README's promises to a newcomer, checked: its colcon dependency line hands pip exactly the
-non-ROS pins, the ROS pins are one file per distro that ROS_DISTRO picks, `make clean` keeps trained models, the demo's checkpoint is the one the README runs,
+non-ROS pins, the ROS pins are one file per distro that ROS_DISTRO picks, `make clean` keeps trained models, the demo's checkpoint is the one the README runs, the demo's SUPERVISION choice and report table,
 and the repository refers to nothing outside itself."""
 
 from __future__ import annotations
@@ -269,3 +269,70 @@ def test_docs_the_readme_names_exist() -> None:
 
 def test_readme_is_short() -> None:
     assert len(README.read_text().splitlines()) <= 200
+
+
+def _demo_refuses(r: subprocess.CompletedProcess, out: Path) -> None:
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(lines) == 1 and "SUPERVISION=bogus" in lines[0] and "photometric" in lines[0], r.stderr
+    assert "Traceback" not in r.stdout + r.stderr and not out.exists(), "the demo did work before refusing"
+
+
+def test_demo_refuses_an_unknown_supervision_in_one_sentence(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    env = {**os.environ, "SUPERVISION": "bogus", "DEMO_OUT": str(out), "MOADEPTH_VENV": str(tmp_path / "no-venv")}
+    r = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], env=env, capture_output=True, text=True,
+                       timeout=30)
+    _demo_refuses(r, out)
+
+
+def test_make_demo_hands_supervision_to_the_script(makefile_copy: Path) -> None:
+    """`make demo SUPERVISION=...` reaches scripts/demo.sh's environment (GNU make exports command-line
+    variables to recipes): a venv stamp newer than its prerequisites, so make only runs the recipe."""
+    import time
+
+    earlier = time.time() - 3600
+    for name in ("requirements.txt", "requirements-ros-jazzy.txt", "setup.py", "setup.cfg", "package.xml",
+                 "pyproject.toml"):
+        (makefile_copy / name).write_text("")
+        os.utime(makefile_copy / name, (earlier, earlier))
+    stamp = makefile_copy / ".venv" / ".installed"
+    stamp.parent.mkdir()
+    stamp.write_text("jazzy\n")
+    (makefile_copy / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "demo.sh", makefile_copy / "scripts" / "demo.sh")
+    out = makefile_copy / "demo"
+    r = subprocess.run(["make", "--no-print-directory", "-s", "demo", "SUPERVISION=bogus", f"DEMO_OUT={out}",
+                        "PYTHON=false"], cwd=makefile_copy, capture_output=True, text=True, timeout=60)
+    r.stderr = "\n".join(ln for ln in r.stderr.splitlines() if not ln.startswith("make: ***"))
+    _demo_refuses(r, out)
+
+
+def test_photometric_report_puts_the_depth_demo_beside_it(tmp_path: Path) -> None:
+    """scripts/demo.py's comparison block: one table row per demo, or one line saying to run `make demo`."""
+    import argparse
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("demo_script", REPO / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+
+    def metrics(abs_rel: float) -> dict:
+        return {"abs_rel": abs_rel, "delta1": 0.5, "rmse": 0.7, "costmap": {
+            "iou": 0.0, "precision": None, "recall": 0.0, "unfiltered": {"iou": 0.25, "precision": 0.5, "recall": 0.4}}}
+
+    for name, m in (("photo", metrics(0.3)), ("depth", metrics(0.2))):
+        (tmp_path / name / "eval").mkdir(parents=True)
+        (tmp_path / name / "eval" / "metrics.json").write_text(json.dumps(m))
+    args = argparse.Namespace(eval=str(tmp_path / "photo" / "eval"), recording=str(tmp_path / "photo" / "none"),
+                              image_topic="/i", depth_topic="/d", prediction_topic="/depth/image",
+                              beside=f"depth-supervised={tmp_path / 'missing'}")
+    alone = demo.beside_block(args, metrics(0.3))
+    assert "run `make demo`" in alone and alone.count("| photometric") == 1 and "| depth-supervised" not in alone
+    args.beside = f"depth-supervised={tmp_path / 'depth'}"
+    both = demo.beside_block(args, metrics(0.3))
+    rows = [ln for ln in both.splitlines() if ln.startswith("| ") and "AbsRel" not in ln]
+    assert len(rows) == 2 and "make demo" not in both
+    assert rows[0].startswith("| photometric") and "| 0.300 |" in rows[0]
+    assert rows[1].startswith("| depth-supervised | 0.200 | 0.500 | 0.700 | undefined | 0.250 | 0.500 | 0.400 |")

@@ -61,6 +61,23 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, *, min_depth: float = 1e-3
     }
 
 
+def scale_ratio(pairs: Iterable[tuple[np.ndarray, np.ndarray]], *, min_depth: float = 1e-3,
+                max_depth: float = 10.0) -> float:
+    """The scale ratio of (prediction, ground truth) image pairs: the median of prediction / truth over
+    every valid pixel of every pair, pooled (1 = metric scale; no median scaling, no clamping).
+
+    Valid: ground truth in ``(min_depth, max_depth)`` and a finite positive prediction. NaN with none.
+    """
+    ratios = []
+    for pred, gt in pairs:
+        pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            v = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth) & np.isfinite(pred) & (pred > 0)
+        ratios.append((pred[v] / gt[v]).astype(np.float32))
+    r = np.concatenate(ratios) if ratios else np.zeros(0, np.float32)
+    return float(np.median(r)) if r.size else float("nan")
+
+
 def aggregate(per_image: Iterable[dict[str, float]]) -> dict[str, float]:
     """Mean over images with valid pixels; adds ``images`` and total ``valid_pixels``."""
     rows = [r for r in per_image if r.get("valid_pixels", 0) > 0]
