@@ -228,8 +228,8 @@ def beside_block(args, metrics: dict) -> str:
     for name, r in rows.items():
         lines.append(f"| {name} | " + " | ".join(_f(r.get(k), d) for k, _, d in COMPARISON_COLUMNS) + " |")
     intro = ("The node's recorded depth on the same held-out frames (same seed and split), no median scaling; "
-             "the costmap columns are per frame without the uncertainty filter (the node ran with "
-             "max_uncertainty 1000). A scale ratio near 1 with no depth in training is the metric scale that "
+             "the costmap columns are per frame without the uncertainty filter (bag_eval's unfiltered row; "
+             "the photometric run's node ran with it off). A scale ratio near 1 with no depth in training is the metric scale that "
              "the known camera motion teaches.")
     return intro + "\n\n" + "\n".join(lines) + ("\n\n" + note if note else "")
 

@@ -107,9 +107,13 @@ fi
 stage "3/5 depth_node (use_sim_time) on the last $TEST_FRAMES frames, driven by bag_replay at x$RATE"
 mkdir -p "$OUT/replay"
 # The node's defaults (max_uncertainty among them, chosen from this demo's costmap sweep: docs/ROS.md);
-# a cloud of every 4th pixel, as a Nav2 user would set it for a 640x480 camera.
-NODE_PARAMS="point_stride:=4"
-"$BIN/depth_node" --ros-args -p checkpoint:="$CKPT" -p use_sim_time:=true -p point_stride:=4 \
+# a cloud of every 4th pixel, as a Nav2 user would set it for a 640x480 camera. A photometric model's
+# bin spread stays wide (only the depth loss sharpens it), so its run turns the filter off
+# (docs/TRAINING.md).
+NODE_ARGS=(-p point_stride:=4)
+[[ $SUPERVISION == depth ]] || NODE_ARGS+=(-p max_uncertainty:=1000.0)
+NODE_PARAMS=$(printf '%s ' "${NODE_ARGS[@]}" | sed 's/-p //g; s/ $//')
+"$BIN/depth_node" --ros-args -p checkpoint:="$CKPT" -p use_sim_time:=true "${NODE_ARGS[@]}" \
     -r image:=$IMG -r camera_info:=$INFO > "$OUT/replay/depth_node.log" 2>&1 &
 NODE_PID=$!
 # SIGTERM, not SIGINT: a background job of a non-interactive shell ignores SIGINT.
