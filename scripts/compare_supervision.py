@@ -41,11 +41,12 @@ def best_constant(frames) -> float:
 def score(source: BagSource, predict, out: Path, what: dict) -> dict:
     """One row: bag_eval's evaluation of ``predict`` with its costmap (``bag_eval --costmap``, no filter)."""
     from moadepth_ros.tools import bag_eval
+    from moadepth_ros.tools.bag_eval_costmap import plan_nav
 
     args = bag_eval.build_parser().parse_args([
         "--bag", str(source.path), "--image-topic", source.image_topic, "--depth-topic", source.depth_topic,
         "--out", str(out), "--costmap", "--allow-untrained"])
-    nav, poses = bag_eval._plan_nav(args, source, False, None)
+    nav, poses = plan_nav(args, source, False, None)
     pairs = []
 
     def keep(i, frame):  # the same prediction feeds the metrics, the costmap and the scale ratio
