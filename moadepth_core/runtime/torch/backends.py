@@ -187,7 +187,7 @@ class OnnxRuntimeBackend(OnnxDepthSession):
 class CompiledTorchBackend:
     """``torch.compile`` of the network with Inductor's weight freezing, compiled once at build time.
 
-    Fixed batch 1 and the estimator's model size (as for ONNX Runtime), so the first frame never
+    Fixed batch 1 and the estimator's model size (ONNX Runtime fixes the size only), so the first frame never
     pays for compilation and no shape change can trigger a recompile mid-run.
     """
 
