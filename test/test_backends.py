@@ -152,8 +152,9 @@ def test_onnxruntime_forward_outputs_and_shape_check(estimators):
     out = ort.forward(torch.rand(1, 3, *SIZE))
     assert set(out) == {"depth", "uncertainty"}
     assert out["depth"].shape == (1, 1, *SIZE)
-    with pytest.raises(DeviceError, match="batch 1"):
-        ort.forward(torch.rand(2, 3, *SIZE))
+    assert ort.forward(torch.rand(3, 3, *SIZE))["uncertainty"].shape == (3, 1, *SIZE)  # the batch axis
+    with pytest.raises(DeviceError, match=f"at {SIZE[0]}x{SIZE[1]}"):
+        ort.forward(torch.rand(2, 3, SIZE[0] + 32, SIZE[1]))
 
 
 def test_onnx_cache_is_reused(onnx_cache):
@@ -225,6 +226,133 @@ def test_onnx_cache_key_changes_with_the_graph_version(onnx_cache, monkeypatch):
     assert _graph_file(onnx_cache, model, SIZE) != old
 
 
+def test_onnx_cache_key_of_the_batched_graph_is_not_the_batch_1_graphs(onnx_cache, tmp_path):
+    """A graph (or a checkpoint alias) that code before the batch axis left in a cache must never be
+    taken for the batched one: the fp32 key, the int8 key derived from it and the alias all change."""
+    import hashlib
+
+    from moadepth_core.model.checkpoint import save_checkpoint
+    from moadepth_core.runtime import graph_cache
+    from moadepth_core.runtime.int8 import int8_graph_file
+
+    model = _small_model()
+    h = hashlib.sha256(f"v3 {SIZE[0]}x{SIZE[1]} fp32".encode())  # the batch-1 graph's key, as it was written
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().float().contiguous().numpy().tobytes())
+    old = onnx_cache / f"moadepth-{h.hexdigest()[:16]}.onnx"
+    new = _graph_file(onnx_cache, model, SIZE)
+    assert new != old and new.is_file()
+    assert _graph_file(onnx_cache, model, SIZE, "int8") not in (old, int8_graph_file(old))
+    ckpt = tmp_path / "small.pt"
+    save_checkpoint(ckpt, model, step=1)
+    alias = graph_cache.checkpoint_alias(onnx_cache, ckpt, None, "fp32")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(graph_cache, "GRAPH_VERSION", 3)
+        assert graph_cache.checkpoint_alias(onnx_cache, ckpt, None, "fp32") != alias
+
+
+def _batch_frames() -> list[np.ndarray]:
+    rng = np.random.default_rng(5)
+    return [rng.integers(0, 256, hw + (3,), dtype=np.uint8) for hw in ((120, 160), (64, 96), (90, 70), (120, 160))]
+
+
+class _CountingSession:
+    """An InferenceSession stand-in that counts ``run`` calls and the batch each one got."""
+
+    def __init__(self, session) -> None:
+        self._session, self.batches = session, []
+
+    def run(self, outputs, feeds):
+        self.batches.append(next(iter(feeds.values())).shape[0])
+        return self._session.run(outputs, feeds)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+#: ONNX Runtime fp32, frames in one run against each frame alone: measured bit for bit equal on the 2-core
+#: AMD EPYC (AVX2; ORT 1.31.1), max |diff| 0 in depth and uncertainty at batch 2, 3, 4, for this ViT-S/32
+#: at 64x96 and the default ViT-B/32 at 224x224 alike. The tolerance (~10 float32 ulps at the ~1.5 m these
+#: random networks give) leaves room for a CPU whose GEMM kernels block a taller matrix differently.
+BATCH_RTOL, BATCH_ATOL = 1e-6, 1e-6
+
+
+def test_onnxruntime_batch_runs_once_and_gives_each_frames_own_depth(estimators, monkeypatch):
+    """Several frames (sizes differ) in one ``session.run`` over the graph's batch axis: each result is
+    the frame's own prediction within float rounding, prepared bit for bit as ``predict`` prepares it,
+    at the frame's size; frame by frame (the other arrangement) it is identical."""
+    _, ort = estimators
+    session = ort._runtime
+    assert session.takes_batch
+    frames = _batch_frames()
+    alone = [ort.predict(rgb) for rgb in frames]
+    counting = _CountingSession(session.session)
+    monkeypatch.setattr(session, "session", counting)
+    batched = session.predict_batch(frames, one_run=True)
+    assert counting.batches == [len(frames)]
+    for a, b, rgb in zip(alone, batched, frames, strict=True):
+        assert b.depth.shape == rgb.shape[:2] and b.depth.dtype == np.float32
+        np.testing.assert_allclose(b.depth, a.depth, rtol=BATCH_RTOL, atol=BATCH_ATOL)
+        np.testing.assert_allclose(b.uncertainty, a.uncertainty, rtol=BATCH_RTOL, atol=BATCH_ATOL)
+        assert set(b.timings) == {"preprocess", "forward", "postprocess"}
+    counting.batches.clear()
+    for a, b in zip(alone, session.predict_batch(frames, one_run=False), strict=True):
+        np.testing.assert_array_equal(b.depth, a.depth)
+    assert counting.batches == [1] * len(frames)
+    model_size = session.predict_batch(frames[:2], "model", one_run=True)
+    assert [r.depth.shape for r in model_size] == [SIZE, SIZE]
+
+
+@pytest.mark.parametrize("one_run", [True, False])
+def test_the_measured_arrangement_decides_what_the_estimators_do(estimators, onnx_cache, monkeypatch, one_run):
+    """``BATCH_IN_ONE_RUN`` (docs/PERFORMANCE.md) is the one switch: DepthEstimator and the torch-free
+    CachedGraphEstimator both say ``batches`` by it (the node batches by that) and run by it."""
+    from moadepth_core.runtime import onnx_session
+    from moadepth_core.runtime.graph_cache import CachedGraph
+    from moadepth_core.runtime.loader import CachedGraphEstimator
+
+    monkeypatch.setattr(onnx_session, "BATCH_IN_ONE_RUN", one_run)
+    _, ort = estimators
+    cached = CachedGraphEstimator("unused.pt", CachedGraph(_graph_file(onnx_cache, _small_model(), SIZE), SIZE, None),
+                                  "fp32")
+    frames = _batch_frames()[:3]
+    for est, session in ((ort, ort._runtime), (cached, cached._session)):
+        assert est.batches is one_run
+        counting = _CountingSession(session.session)
+        monkeypatch.setattr(session, "session", counting)
+        got = est.predict_batch(frames)
+        assert counting.batches == ([3] if one_run else [1, 1, 1])
+        for rgb, r in zip(frames, got, strict=True):
+            np.testing.assert_allclose(r.depth, ort.predict(rgb).depth, rtol=BATCH_RTOL, atol=BATCH_ATOL)
+
+
+def test_a_graph_fixed_at_batch_1_still_runs_frame_by_frame(tmp_path):
+    """A batch-1 graph (as exported before the batch axis) is read as such: one run per frame, and a
+    batch handed to ``run`` is refused in one sentence."""
+    import contextlib
+    import io
+    import warnings
+
+    from moadepth_core.runtime.onnx_session import OnnxDepthSession
+    from moadepth_core.runtime.torch.backends import DepthOutputs
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(DepthOutputs(_small_model()), (torch.rand(1, 3, *SIZE),), input_names=["image"],
+                                    output_names=["depth", "uncertainty"], dynamo=True, verbose=False)
+    path = tmp_path / "batch1.onnx"
+    program.save(str(path))
+    session = OnnxDepthSession(path, SIZE)
+    assert not session.takes_batch and not session.batches
+    counting = _CountingSession(session.session)
+    session.session = counting
+    frames = _batch_frames()[:2]
+    assert len(session.predict_batch(frames, one_run=True)) == 2 and counting.batches == [1, 1]
+    with pytest.raises(DeviceError, match="batch 1"):
+        session.run(np.zeros((2, 3, *SIZE), np.float32))
+
+
 def test_onnx_cache_keeps_the_most_recently_used_graphs(onnx_cache, tmp_path):
     """Every retrained checkpoint adds graphs of hundreds of MB: the cache keeps the newest few, and
     using a graph counts as new (a node restarted on an old checkpoint keeps its graph)."""
@@ -289,6 +417,13 @@ def test_onnxruntime_int8_is_quantised_and_keeps_the_depth(estimators, onnx_cach
         assert np.median(rel) < 1e-3 and rel.max() < 3e-3, (np.median(rel), rel.max())  # measured 1e-4, 3e-4
         assert np.corrcoef(a.depth.ravel(), b.depth.ravel())[0, 1] > 0.99  # measured 0.9999
         np.testing.assert_allclose(b.confidence, a.confidence, atol=1e-2)
+    # the quantised graph keeps the batch axis: one run of three frames, each near its own int8 depth
+    # (activations are quantised per run, so the frames of a batch share one scale: measured relative
+    # max 2e-4 to 4.5e-4 for ViT-B/32 at 224x224, int8's own distance from fp32)
+    frames = _batch_frames()[:3]
+    for rgb, r in zip(frames, q._runtime.predict_batch(frames, one_run=True), strict=True):
+        one = q.predict(rgb).depth
+        assert np.max(np.abs(r.depth - one) / one) < 2e-3
 
 
 def test_torch_compile_matches_eager_torch_predict():

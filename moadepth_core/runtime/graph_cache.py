@@ -32,8 +32,9 @@ log = logging.getLogger("moadepth")
 
 #: Bumped whenever the exported graph's structure changes for the same weights (a faster formulation),
 #: so a cache written by older code is not reused. 2: the bin head without a softmax op; 3: the
-#: backbone's own attention formulation.
-GRAPH_VERSION = 3
+#: backbone's own attention formulation; 4: a dynamic batch axis (issue 21), so neither a graph nor a
+#: checkpoint alias left by a batch-1 export is ever taken for a batched one.
+GRAPH_VERSION = 4
 
 #: Graphs kept in the cache, most recently used first: a ViT-B/32 graph is ~360 MB (fp32) or ~100 MB
 #: (int8), and every retrained checkpoint makes new ones; 6 is fp32 + int8 for three checkpoints.

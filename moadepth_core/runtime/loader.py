@@ -61,12 +61,15 @@ class CachedGraphEstimator:
     def predict_flip_averaged(self, rgb: np.ndarray) -> np.ndarray:
         return self._session.predict_flip_averaged(rgb)
 
-    #: the cached graph is exported at batch 1: :meth:`predict_batch` runs the frames one after the other
-    batches = False
+    @property
+    def batches(self) -> bool:
+        """Whether :meth:`predict_batch` runs the frames as one ``session.run`` (see
+        :attr:`OnnxDepthSession.batches`), else one after the other."""
+        return self._session.batches
 
     def predict_batch(self, rgbs: list[np.ndarray], output_size: Literal["input", "model"] = "input"
                       ) -> list[DepthResult]:
-        return [self._session.predict(rgb, output_size) for rgb in rgbs]
+        return self._session.predict_batch(rgbs, output_size)
 
 
 def _torch_free_plan(checkpoint: str | Path | None, device: str, precision: str,

@@ -6,9 +6,10 @@ replaces are counted as dropped in that camera's stats). One thread takes the pe
 it frees up: the oldest first, up to ``max_batch`` of them in one pass, so with several cameras no
 camera starves and a silent one delays nobody. A lone frame may, with ``frame_policy: fresh``, be
 set aside for the next one from the same camera (:mod:`moadepth_ros.node.pacing` says how long).
-The frames of one pass go through the network as one batch where the runtime takes one (``prepare``:
-eager torch); the cached ONNX Runtime graph and the compiled one have a fixed batch 1
-(``runtime/onnx_session.py``), and there they run one after the other. The executor thread
+The frames of one pass go through the network as one batch where the estimator says it ``batches``
+(``prepare``): eager torch, and the ONNX Runtime graph's batch axis where one run is measured faster
+than one run per frame (``BATCH_IN_ONE_RUN`` in ``runtime/onnx_session.py``, docs/PERFORMANCE.md);
+otherwise (the compiled graph, fixed at batch 1) they run one after the other. The executor thread
 never runs the network, so parameters, services, diagnostics and shutdown stay responsive.
 
 The same thread also runs jobs (:meth:`InferenceWorker.run`), before any frame: the node builds

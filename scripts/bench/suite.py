@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stages",
                     default="forward,pack,batched,train,peer,transport,node,node_resolutions,multi_camera,"
                             "node_compiled,node_onnxruntime_int8,node_start",
-                    help="comma-separated subset of forward,pack,batched (torch forward per image at batch "
-                         "1-4),train,peer,transport,node (backend auto, the "
+                    help="comma-separated subset of forward,pack,batched (forward per image at batch "
+                         "1-4, ONNX Runtime and torch),train,peer,transport,node (backend auto, the "
                          "node's default),node_resolutions (the default node at 640x480, 1280x720, 1920x1080),multi_camera (3 cameras: one "
                          "process against three),"
                          "node_compiled,node_onnxruntime_int8,node_start, and on request node_latest "

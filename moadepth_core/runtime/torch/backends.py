@@ -9,8 +9,9 @@ again than eager torch, at the price of a C++ compiler on the robot and tens of 
 compilation when the estimator is built (Inductor caches the kernels on disk).
 
 The exported graph returns only what :meth:`DepthEstimator.predict` consumes
-(``depth`` and ``uncertainty`` at the model size), at a fixed batch 1 and the
-estimator's model size: fixed shapes let ORT fold every shape computation.
+(``depth`` and ``uncertainty`` at the model size), at the estimator's fixed model size and a dynamic
+batch axis (several cameras' frames in one run, issue 21; whether the node uses it is decided in
+``runtime.onnx_session``, by measurement).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from moadepth_core.runtime.torch import onnx_writer
 log = logging.getLogger("moadepth")
 
 BACKENDS = ("torch", "torch_compile", "onnxruntime")
+#: The largest batch the graph's dynamic axis admits (the node's ``max_batch`` is far below it).
+BATCH_MAX = 64
 
 
 class DepthOutputs(nn.Module):
@@ -55,21 +58,25 @@ class DepthOutputs(nn.Module):
 
 
 def write_graph(model: nn.Module, size: tuple[int, int], f: BinaryIO, opset: int | None = None) -> None:
-    """Write the ONNX graph of ``model`` (fp32, batch 1, input ``image`` (1,3,H,W) in [0, 1]) to ``f``,
+    """Write the ONNX graph of ``model`` (fp32, input ``image`` (N,3,H,W) in [0, 1], N dynamic) to ``f``,
     one weight at a time (:mod:`~moadepth_core.runtime.torch.onnx_writer`: no second copy of the weights in memory).
 
     Uses the dynamo exporter: the TorchScript one cannot export the fused
-    ``_native_multi_head_attention`` that frozen CLIP blocks take in eval mode.
+    ``_native_multi_head_attention`` that frozen CLIP blocks take in eval mode. It traces at batch 2:
+    an example of batch 1 would specialise the axis to 1 (torch.export treats sizes 0 and 1 as
+    constants).
     """
     model = model.eval()
     if any(p.dtype != torch.float32 for p in model.parameters()):
         raise DeviceError("the ONNX Runtime backend exports an fp32 network; convert it to fp32 first")
-    x = torch.rand(1, 3, int(size[0]), int(size[1]))
+    x = torch.rand(2, 3, int(size[0]), int(size[1]))
+    batch = torch.export.Dim("batch", min=1, max=BATCH_MAX)
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(DepthOutputs(model), (x,), input_names=["image"], output_names=list(OUTPUTS),
-                                    opset_version=opset, dynamo=True, verbose=False, optimize=True)
+                                    dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
+                                    verbose=False, optimize=True)
     onnx_writer.write_model(program.model, f)
 
 
@@ -84,7 +91,7 @@ def _graph_file(cache_dir: Path, model: nn.Module, size: tuple[int, int], precis
     """Cache key of the fp32 graph: the graph version, the size and every tensor's bytes, so changed
     weights or a changed graph never reuse a stale file. The int8 graph's key is derived from it
     (:func:`~moadepth_core.runtime.int8.int8_graph_file`)."""
-    h = hashlib.sha256(f"v{graph_cache.GRAPH_VERSION} {size[0]}x{size[1]} fp32".encode())
+    h = hashlib.sha256(f"v{graph_cache.GRAPH_VERSION} {size[0]}x{size[1]} batch:dynamic fp32".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().float().contiguous().numpy().tobytes())
@@ -172,7 +179,7 @@ class OnnxRuntimeBackend(OnnxDepthSession):
             return_free_heap()
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(1,3,H,W) float in [0, 1] -> {"depth", "uncertainty"} (1,1,H,W) float32 tensors."""
+        """(N,3,H,W) float in [0, 1] -> {"depth", "uncertainty"} (N,1,H,W) float32 tensors."""
         depth, unc = self.run(batch.detach().to("cpu", torch.float32).numpy())
         return {"depth": torch.from_numpy(depth), "uncertainty": torch.from_numpy(unc)}
 
@@ -180,7 +187,7 @@ class OnnxRuntimeBackend(OnnxDepthSession):
 class CompiledTorchBackend:
     """``torch.compile`` of the network with Inductor's weight freezing, compiled once at build time.
 
-    Fixed batch 1 and the estimator's model size (as for ONNX Runtime), so the first frame never
+    Fixed batch 1 and the estimator's model size (ONNX Runtime fixes the size only), so the first frame never
     pays for compilation and no shape change can trigger a recompile mid-run.
     """
 

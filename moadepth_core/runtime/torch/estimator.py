@@ -146,14 +146,19 @@ class DepthEstimator:
 
     @property
     def batches(self) -> bool:
-        """Whether :meth:`predict_batch` runs several frames as one forward (eager torch); the ONNX
-        Runtime and compiled graphs are fixed at batch 1 and run them one after the other."""
+        """Whether :meth:`predict_batch` runs several frames as one forward: eager torch, and ONNX
+        Runtime where one run is the faster arrangement (:attr:`OnnxDepthSession.batches`); the
+        compiled graph is fixed at batch 1 and runs them one after the other."""
+        if isinstance(self._runtime, OnnxRuntimeBackend):
+            return self._runtime.batches
         return self._runtime is None
 
     def predict_batch(self, rgbs: list[np.ndarray], output_size: Literal["input", "model"] = "input"
                       ) -> list[DepthResult]:
         """:meth:`predict` of each frame (sizes may differ), as one (B,3,H,W) forward where the runtime
         takes a batch (:attr:`batches`); each result's timings are its share of the batch's."""
+        if isinstance(self._runtime, OnnxRuntimeBackend):  # numpy throughout, as predict
+            return self._runtime.predict_batch(rgbs, output_size)
         if not self.batches or len(rgbs) < 2:
             return [self.predict(rgb, output_size) for rgb in rgbs]
         t0 = time.perf_counter()
