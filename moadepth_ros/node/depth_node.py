@@ -181,7 +181,7 @@ class _DepthNodeMixin(CameraSetupMixin):
 
     # ----------------------------------------------------------------- per frame (on the worker)
     def _predict_batch(self, frames: list[Frame]) -> None:
-        """Several cameras' waiting frames as one forward, where the estimator batches (eager torch);
+        """Several cameras' waiting frames as one forward, where the estimator batches (ONNX Runtime, eager torch);
         otherwise nothing here and :meth:`_process` infers each frame."""
         est = self._estimator
         if est is None or not getattr(est, "batches", False) or not self._active:

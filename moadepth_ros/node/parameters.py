@@ -101,7 +101,7 @@ PARAMS: tuple[Param, ...] = (
           "front/depth/confidence, front/depth/colored, and the same under left/; names must be valid relative "
           "ROS names", string_list=True),
     Param("max_batch", 4, "most frames one worker pass takes when several cameras have one waiting, the "
-          "oldest first: one batched forward with backend torch, one after the other on the batch-1 ONNX graph",
+          "oldest first, as one batched forward (ONNX Runtime and eager torch; torch_compile one after the other)",
           low=1, high=64),
     Param("max_uncertainty", 0.3, "points whose relative uncertainty (std/depth) exceeds this become NaN",
           dynamic=True, low=0.0, high=1000.0),
