@@ -84,7 +84,7 @@ ROOM = (transport.shm_free_bytes() or 0) >= transport.MIN_SHM_FREE
 
 @pytest.mark.skipif(not ROOM, reason="/dev/shm missing or too small for the profile here")
 def test_fast_dds_creates_the_large_shared_memory_segment(tmp_path):
-    """A participant started the way depth_node starts gets a >= 16 MiB segment (default: 512 KiB)."""
+    """A participant started the way depth_node starts gets a >= 64 MiB segment (default: 512 KiB)."""
     env = {k: v for k, v in os.environ.items() if k not in (*transport._USER_CHOICES, "MOADEPTH_FASTDDS_PROFILE")}
     before = {p.name for p in SHM.iterdir()}
     proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -98,7 +98,7 @@ def test_fast_dds_creates_the_large_shared_memory_segment(tmp_path):
     assert proc.returncode == 0, err
     assert "XMLPARSER Error" not in err, err
     segments = [size for name, size in new.items() if name.startswith(ros_compat.fastdds_shm_prefix()) and not name.endswith("_el")]
-    assert max(segments, default=0) >= 16 * 2**20, new
+    assert max(segments, default=0) >= 64 * 2**20, new
 
 
 PUBLISHER = """

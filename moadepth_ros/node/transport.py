@@ -8,7 +8,7 @@ already chose: another RMW, their own profile file (``FASTDDS_DEFAULT_PROFILES_F
 legacy ``FASTRTPS_DEFAULT_PROFILES_FILE``), a ``DEFAULT_FASTDDS_PROFILES.xml`` in the working
 directory, or ``MOADEPTH_FASTDDS_PROFILE=0`` to keep Fast DDS's defaults. It is also skipped
 when ``/dev/shm`` has less than :data:`MIN_SHM_FREE` free (a container's small default), where a
-16 MiB segment per process could fail to allocate.
+64 MiB segment per process could fail to allocate.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ _USER_CHOICES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FIL
 _CWD_DEFAULTS = ("DEFAULT_FASTDDS_PROFILES.xml", "DEFAULT_FASTRTPS_PROFILES.xml")
 OPT_OUT_ENV = "MOADEPTH_FASTDDS_PROFILE"
 SHM_DIR = Path("/dev/shm")
-MIN_SHM_FREE = 128 * 2**20  # room for several 16 MiB segments (node, camera, tools)
+MIN_SHM_FREE = 256 * 2**20  # room for several 64 MiB segments (node, camera, tools)
 
 
 def shm_free_bytes(shm_dir: Path = SHM_DIR) -> int | None:
