@@ -126,12 +126,12 @@ class CameraSetupMixin:
         image = self.resolve_topic_name(cam.topic("image"))
         if self._cfg["image_transport"] == "compressed":  # image_transport's naming: <image>/compressed
             image_input = (image + "/compressed", CompressedImage,
-                           lambda msg: self._on_frame(msg, frame_from_compressed, cam))
+                           lambda msg, info: self._on_frame(msg, frame_from_compressed, cam, info))
         else:
-            image_input = (image, Image, lambda msg: self._on_frame(msg, frame_from_image, cam))
+            image_input = (image, Image, lambda msg, info: self._on_frame(msg, frame_from_image, cam, info))
         inputs = {image_input[0]: image_input[1:],
                   self.resolve_topic_name(cam.topic("camera_info")): (CameraInfo, lambda msg: self._on_info(msg, cam))}
-        cam.io = InputSubscriptions(self, inputs, self.report, self._cfg["sensor_qos"])
+        cam.io = InputSubscriptions(self, inputs, self.report, self._cfg["sensor_qos"], image_group=self._intake)
 
     def _destroy_io(self) -> None:
         self._worker.clear_pending()

@@ -46,6 +46,7 @@ class CameraIO:
         self.infos = CameraInfoHistory()
         self.buffers = messages.OutputBuffers()  # written in place by the worker, one set per camera
         self.last_stamp: int | None = None  # the newest image stamp (ns), to notice time going back
+        self.last_seq: int | None = None  # the newest taken image's publication sequence number (intake)
         self.last_answered_stamp_ns: int | None = None
         self.io = None  # InputSubscriptions, while the node has its I/O
         self.depth_pub = self.info_pub = self.points_pub = self.conf_pub = self.colored_pub = None
@@ -63,5 +64,6 @@ class CameraIO:
         """Forget the stream (a bag loop or a restart): CameraInfos, last stamp, pacing and the rate window."""
         self.infos.clear()
         self.last_stamp = None
+        self.last_seq = None
         self.pacer.reset()
         self.stats.reset_window()

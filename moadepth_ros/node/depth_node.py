@@ -37,12 +37,13 @@ from moadepth_core.geometry.postprocess import OutputSettings, publishable
 from moadepth_core.runtime.loader import CachedGraphEstimator
 from moadepth_ros import messages
 from moadepth_ros.messages import camera_from_info
-from moadepth_ros.node import input_qos
+from moadepth_ros.node import input_qos, intake
 from moadepth_ros.node.camera_setup import CameraSetupMixin
 from moadepth_ros.node.cameras import CameraIO, check_camera_names
 from moadepth_ros.node.cli import NODE_NAME, main
 from moadepth_ros.node.decode import MAX_IMAGE_SIDE, frame_from_compressed, frame_from_image
 from moadepth_ros.node.diagnostics import FrameStats, ProblemLog, TimingLog, node_status
+from moadepth_ros.node.intake import IntakeGate
 from moadepth_ros.node.model import load_model
 from moadepth_ros.node.pacing import FramePacer
 from moadepth_ros.node.parameters import BY_NAME, PARAMS, check_value
@@ -67,6 +68,8 @@ class _DepthNodeMixin(CameraSetupMixin):
         self.log_lines = self._problem_log.lines  # (kind, line) of the lines actually logged
         #: one per camera (``cameras``; the single camera "" by default): topics, pairing, pacing, counters
         self.cameras: list[CameraIO] = [CameraIO("")]
+        #: the image subscriptions' callback group: closed while the network runs (moadepth_ros.node.intake)
+        self._intake = IntakeGate(self._wake_executor)
         self._worker = InferenceWorker(self._process, self.report, FrameStats(), FramePacer(),
                                        lambda: self._cfg["frame_policy"], lambda: self._cfg["max_batch"],
                                        self._predict_batch)
@@ -140,16 +143,27 @@ class _DepthNodeMixin(CameraSetupMixin):
             return
         cam.infos.add(StampedCamera(header_stamp_ns(msg.header), camera, msg))
 
-    def _on_image(self, msg: Image) -> None:
-        self._on_frame(msg, frame_from_image, self.cameras[0])
+    def _on_image(self, msg: Image, info: dict | None = None) -> None:
+        self._on_frame(msg, frame_from_image, self.cameras[0], info)
+
+    def _wake_executor(self) -> None:
+        """Let the executor take the image that waited while the intake was closed (it rebuilds its wait set)."""
+        executor = self.executor
+        if executor is not None:
+            executor.wake()
 
     def _on_frame(self, msg: Image | CompressedImage, decode: Callable[[object], np.ndarray],
-                  cam: CameraIO) -> None:
-        """One input frame of ``cam`` (raw or compressed): stamp checks, decoding (a bad frame is
-        counted, warned about at most every log_period and skipped), then the worker."""
-        now = time.monotonic()
+                  cam: CameraIO, info: dict | None = None) -> None:
+        """One input frame of ``cam`` (raw or compressed; ``info``: its rmw message info): stamp checks,
+        decoding (a bad frame is counted, warned about at most every log_period and skipped), then the
+        worker. The frames the camera sent while the intake was closed are counted as in and dropped."""
+        now = intake.arrival_time(info, time.monotonic())
+        frames, cam.last_seq = intake.frames_since(cam.last_seq, info)
+        for _ in range(frames - 1):  # sent while the network ran: never taken, so never used
+            cam.stats.input(now)
+            cam.stats.count("dropped")
         cam.stats.input(now)
-        cam.pacer.arrived(now)
+        cam.pacer.arrived(now, frames)
         stamp = header_stamp_ns(msg.header)
         if cam.last_stamp is not None and stamp < cam.last_stamp:
             back = (cam.last_stamp - stamp) / 1e9
@@ -186,8 +200,9 @@ class _DepthNodeMixin(CameraSetupMixin):
         est = self._estimator
         if est is None or not getattr(est, "batches", False) or not self._active:
             return
-        for frame, prediction in zip(frames, est.predict_batch([f.rgb for f in frames], self._cfg["output_size"]),
-                                     strict=True):
+        with self._intake.closed():
+            predictions = est.predict_batch([f.rgb for f in frames], self._cfg["output_size"])
+        for frame, prediction in zip(frames, predictions, strict=True):
             frame.prediction = prediction
         self.batch_sizes[len(frames)] += 1
 
@@ -198,8 +213,11 @@ class _DepthNodeMixin(CameraSetupMixin):
             return
         c = dict(self._cfg)
         t_start = time.monotonic()
-        prediction = frame.prediction if frame.prediction is not None else \
-            est.predict(frame.rgb, output_size=c["output_size"])
+        if frame.prediction is not None:
+            prediction = frame.prediction
+        else:
+            with self._intake.closed():  # no image taken while the network runs (moadepth_ros.node.intake)
+                prediction = est.predict(frame.rgb, output_size=c["output_size"])
         t_inferred = time.monotonic()
         paired = cam.infos.pick(frame.image_stamp_ns, c["camera_info_tolerance"])
         if paired is None:

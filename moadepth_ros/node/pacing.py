@@ -27,24 +27,28 @@ class FramePacer:
     """Learns the camera's period from arrival times and says how long to wait for a fresher frame."""
 
     def __init__(self, history: int = 16) -> None:
-        self._arrivals: deque[float] = deque(maxlen=history + 1)
+        self._last: float | None = None
+        self._gaps: deque[float] = deque(maxlen=history)  # seconds per frame between taken frames
 
-    def arrived(self, t: float) -> None:
-        """A frame arrived at ``t`` (seconds on a monotonic clock)."""
-        if self._arrivals and t < self._arrivals[-1]:
-            self._arrivals.clear()  # a clock that went back: start over rather than learn nonsense
-        self._arrivals.append(float(t))
+    def arrived(self, t: float, frames: int = 1) -> None:
+        """A frame arrived at ``t`` (seconds on a monotonic clock), the ``frames``-th since the previous
+        one the node took (frames the camera sent while the node's intake was closed count too)."""
+        if self._last is not None and t < self._last:
+            self.reset()  # a clock that went back: start over rather than learn nonsense
+        if self._last is not None:
+            self._gaps.append((float(t) - self._last) / max(1, int(frames)))
+        self._last = float(t)
 
     def reset(self) -> None:
         """Forget the period (the stream restarted)."""
-        self._arrivals.clear()
+        self._last = None
+        self._gaps.clear()
 
     def period(self) -> float | None:
         """The camera's period (s): the median of recent arrival intervals, robust to one late frame."""
-        if len(self._arrivals) <= MIN_INTERVALS:
+        if len(self._gaps) < MIN_INTERVALS:
             return None
-        gaps = np.diff(np.fromiter(self._arrivals, dtype=np.float64))
-        period = float(np.median(gaps))
+        period = float(np.median(np.fromiter(self._gaps, dtype=np.float64)))
         return period if period > 0 else None
 
     def wait_for_next(self, age_s: float, policy: str = "fresh") -> float:

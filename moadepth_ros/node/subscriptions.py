@@ -17,11 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from rclpy.callback_groups import CallbackGroup
 from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile
 
 from moadepth_ros import ros_compat
-from moadepth_ros.node import input_qos, transport
+from moadepth_ros.node import input_qos, intake, transport
 from moadepth_ros.node.worker import header_stamp_ns
 
 #: Seconds the old subscriptions are kept at most while the new ones match their publishers.
@@ -35,12 +36,15 @@ RECENT_KEYS = 64
 class InputSubscriptions:
     """``image`` and ``camera_info`` for ``node``; ``inputs`` maps each resolved topic to (type, callback).
 
-    ``report(kind, text)`` is the node's rate-limited warning; ``mode`` is ``sensor_qos``.
+    ``report(kind, text)`` is the node's rate-limited warning; ``mode`` is ``sensor_qos``. The image
+    subscription (the first input) keeps only the newest frame, in ``image_group`` (the node's
+    :class:`~moadepth_ros.node.intake.IntakeGate`), and its callback gets the message info as well.
     """
 
     def __init__(self, node, inputs: dict[str, tuple[type, Callable]], report: Callable[[str, str], None],
-                 mode: str) -> None:
+                 mode: str, image_group: CallbackGroup | None = None) -> None:
         self._node = node
+        self._image_group = image_group
         self._inputs = inputs
         self._report = report
         self.mode = mode
@@ -52,6 +56,7 @@ class InputSubscriptions:
         self.decision: input_qos.Decision | None = None  # the subscriptions' reliability and why
         self.rematches = 0  # re-subscriptions to match a publisher that appeared later
         self.duplicates = 0  # frames that came twice during an overlap, handed on once
+        self.images_taken = 0  # images the executor took from DDS (the intake skips those sent mid-forward)
         self.conflicts: dict[tuple[str, int], tuple[object, QoSProfile, bool]] = {}  # current WARNs
         self.last_image_at: float | None = None  # monotonic time and size of the newest image
         self.last_image_bytes = 0
@@ -78,14 +83,15 @@ class InputSubscriptions:
         if self._old:
             self._dedup_until = float("inf")
         self.conflicts = {k: v for k, v in self.conflicts.items() if k[0] not in self._inputs}
-        qos = QoSProfile(depth=5, reliability=decision.reliability, durability=DurabilityPolicy.VOLATILE,
-                         history=HistoryPolicy.KEEP_LAST)
         self.subs = []
-        for topic, (msg_type, callback) in self._inputs.items():
-            events = SubscriptionEventCallbacks(incompatible_qos=lambda event, t=topic: self.on_incompatible(
-                t, qos, event, we_read=True))
+        for i, (topic, (msg_type, callback)) in enumerate(self._inputs.items()):
+            qos = QoSProfile(depth=intake.IMAGE_HISTORY_DEPTH if i == 0 else 5, reliability=decision.reliability,
+                             durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+            events = SubscriptionEventCallbacks(incompatible_qos=lambda event, t=topic, q=qos: self.on_incompatible(
+                t, q, event, we_read=True))
             self.subs.append(self._node.create_subscription(
-                msg_type, topic, self._receiver(topic, callback), qos, event_callbacks=events))
+                msg_type, topic, self._receiver(topic, callback), qos, event_callbacks=events,
+                callback_group=self._image_group if i == 0 else None))
         self.decision = decision
         self._silent_since, self._silence_warned = None, False
         if log:
@@ -97,7 +103,7 @@ class InputSubscriptions:
     def _receiver(self, topic: str, callback: Callable) -> Callable:
         image = topic == next(iter(self._inputs))
 
-        def receive(msg) -> None:
+        def receive(msg, info) -> None:  # two parameters: rclpy then passes the MessageInfo
             key = (header_stamp_ns(msg.header), msg.header.frame_id)
             recent = self._recent[topic]
             if time.monotonic() < self._dedup_until and key in recent:
@@ -105,8 +111,11 @@ class InputSubscriptions:
                 return
             recent.append(key)
             if image:
+                self.images_taken += 1
                 self.last_image_at, self.last_image_bytes = time.monotonic(), len(msg.data)
-            callback(msg)
+                callback(msg, info)
+            else:
+                callback(msg)
 
         return receive
 

@@ -104,9 +104,9 @@ class NodeRun:
             split["transport_out"].append((rx - row["depth_published_s"]) * 1e3)
         return split
 
-    def worker_cycle(self, skip_s: float = 0.0) -> dict[str, float]:
-        """p50 of every stage of the node's worker (the outputs after depth included) and of the
-        interval between depth publications, over the current drive: what bounds the output rate."""
+    def worker_samples(self, skip_s: float = 0.0) -> dict[str, list[float]]:
+        """Every stage of the node's worker (the outputs after depth included), ms per frame, and
+        ``cycle``: the intervals between depth publications, over the current drive (after ``skip_s``)."""
         from moadepth_ros.node.diagnostics import STAGES, read_timing_log
 
         try:
@@ -118,11 +118,14 @@ class NodeRun:
             rows = [r for r in rows if r["stamp_ns"] in self.sent and self.sent[r["stamp_ns"]] - t0 >= skip_s]
         if len(rows) < 3:
             return {}
-        out = {s: round(pct([r[f"{s}_ms"] for r in rows if r.get(f"{s}_ms") is not None], 50), 2)
-               for s in STAGES if any(r.get(f"{s}_ms") is not None for r in rows)}
+        out = {s: [r[f"{s}_ms"] for r in rows if r.get(f"{s}_ms") is not None] for s in STAGES}
         published = sorted(r["depth_published_s"] for r in rows)
-        out["cycle"] = round(pct([(b - a) * 1e3 for a, b in itertools.pairwise(published)], 50), 2)
-        return out
+        out["cycle"] = [(b - a) * 1e3 for a, b in itertools.pairwise(published)]
+        return {k: v for k, v in out.items() if v}
+
+    def worker_cycle(self, skip_s: float = 0.0) -> dict[str, float]:
+        """p50 of :meth:`worker_samples`: what bounds the output rate."""
+        return {k: round(pct(v, 50), 2) for k, v in self.worker_samples(skip_s).items()}
 
     def sample_rss(self) -> int:
         import psutil
