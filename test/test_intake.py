@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 
-from depth_node_harness import camera_K, image_msg, info_msg, rgb_frame, ros, running, wait_for  # noqa: F401
-
+from depth_node_harness import camera_K, image_msg, info_msg, rgb_frame, wait_for
 from moadepth_ros.node.intake import MAX_SKIPPED, arrival_time, frames_since
 from moadepth_ros.node.pacing import FramePacer
+
+pytest_plugins = ["depth_node_harness"]  # its fixtures: ros, running
 
 
 def test_frames_since_counts_the_camera_frames_between_two_taken_images():
