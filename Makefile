@@ -123,7 +123,7 @@ lint: $(BASE_VENV)/.installed
 
 test: $(STAMP) colcon lint
 	@echo "ROS_DISTRO=$(ROS_DISTRO) ($(VENV)/) ROS_DOMAIN_ID=$(ROS_DOMAIN_ID) ROS_AUTOMATIC_DISCOVERY_RANGE=$(ROS_AUTOMATIC_DISCOVERY_RANGE)"
-	$(VPY) -m pytest -q test
+	$(VPY) -m pytest -q --durations=15 test
 
 # The tests that start rclpy or load ROS messages (marker `ros`): .ci/run runs them under the
 # distro that `make test` did not use.

@@ -54,13 +54,12 @@ def stage_node_resolutions(res: dict, tmp: Path, duration_s: float, rate_hz: flo
         for i, hw in enumerate(hw for hw in segment_order() if hw in ready):
             run, acc = runs[hw], pooled[hw]
             time.sleep(1.0)
-            points_before = run.points_rx
-            sent, _ = run.drive(rate_hz, duration_s=seconds)
+            sent, _ = run.drive(rate_hz, duration_s=seconds)  # clears the run's answers first
             time.sleep(1.0)  # the last answers
             lat, rx = run.latencies(skip_s=SKIP_S)
             with run.lock:
                 acc["depth"] += len(run.depth_rx)
-            acc["points"] += run.points_rx - points_before
+            acc["points"] += run.points_rx
             acc["sent"] += sent
             acc["lat"] += lat
             if len(rx) > 2:

@@ -15,6 +15,9 @@ from . import ROOT
 from .common import FRAME_HW, pct, test_frame
 
 
+_RUNS = itertools.count()  # numbers each NodeRun of this process: its own namespace and client name
+
+
 def _vm_hwm(pid: int) -> int:
     """A process's resident high-water mark in bytes (Linux), 0 when unreadable."""
     try:
@@ -37,7 +40,7 @@ class NodeRun:
         from moadepth_core import geometry
         from moadepth_ros.dds_client import Client, Spinner, image_msg, info_msg
 
-        self.ns = f"/bench{os.getpid()}"
+        self.ns = f"/bench{os.getpid()}_{next(_RUNS)}"  # several runs may be alive at once (node_resolutions)
         exe = Path(sys.executable).parent / "depth_node"  # this venv's: .venv-kilted/ under ROS_DISTRO=kilted
         if not exe.exists():
             exe = ROOT / ".venv" / "bin" / "depth_node"
@@ -60,7 +63,7 @@ class NodeRun:
         if not rclpy.ok():
             rclpy.init()
         # Depth and points only, no messages kept: a frame's arrival is its (stamp, time.monotonic).
-        self.client = Client(self.ns, name=f"moadepth_bench_{os.getpid()}", qos_depth=5, keep_messages=False,
+        self.client = Client(self.ns, name=f"moadepth_bench_{self.ns.strip('/')}", qos_depth=5, keep_messages=False,
                              outputs=("depth", "points"))
         self.lock = self.client.lock
         self.sent = self.client.sent  # stamp ns -> publish time (time.monotonic, as the node's timing log)
