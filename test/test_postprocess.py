@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -261,3 +262,33 @@ def test_clip_depth_in_place_matches_the_copy():
     got = d.copy()
     assert post.clip_depth(got, 0.1, 10.0, out=got) is got
     np.testing.assert_array_equal(got, want)
+
+
+def test_publishable_depth_at_the_frame_size_is_one_resize_that_never_blends_an_invalid_pixel():
+    """Depth wanted at the frame's size is resized from the network's in one pass into the message
+    buffer: where every model pixel is in range it is the bilinear depth of the prediction, and a
+    pixel whose interpolation reads an out-of-range model pixel is NaN (no flying pixels)."""
+    from moadepth_core.runtime.processing import DepthResult
+
+    rng = np.random.default_rng(3)
+    model = rng.uniform(1.0, 8.0, (24, 32)).astype(np.float32)
+    settings = post.OutputSettings(min_depth=0.1, max_depth=10.0)
+    rgb = np.zeros((96, 128, 3), np.uint8)
+    inside = DepthResult(model, np.zeros_like(model), (96, 128))
+    pool = _Pool()
+    out = post.publishable(inside, rgb, None, settings, pool)
+    assert out.depth.array.shape == (96, 128) and out.depth.data is pool.buffers["depth"]
+    np.testing.assert_array_equal(out.depth.array, inside.depth)  # the runtime's own upsampled depth
+    far = model.copy()
+    far[10, 12] = 50.0  # beyond max_depth
+    far[0, 0] = 0.01  # below min_depth, in a corner
+    blended = DepthResult(far, np.zeros_like(far), (96, 128))
+    got = post.publishable(blended, rgb, None, settings).depth.array
+    # the pixels that read model pixel (10, 12) or (0, 0): where the upsampled indicator is non-zero
+    indicator = np.zeros_like(far)
+    indicator[10, 12] = indicator[0, 0] = 1.0
+    reads_invalid = cv2.resize(indicator, (128, 96), interpolation=cv2.INTER_LINEAR) > 0
+    assert reads_invalid.sum() >= 2 * 16  # each covers at least its own 4x4 block
+    np.testing.assert_array_equal(np.isnan(got), reads_invalid)
+    np.testing.assert_array_equal(got[~reads_invalid], inside.depth[~reads_invalid])
+    assert np.nanmax(got) <= 10.0 and np.nanmin(got) >= 0.1

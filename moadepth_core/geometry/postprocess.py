@@ -263,16 +263,26 @@ def publishable(prediction: DepthResult, rgb: np.ndarray, camera: PinholeCamera 
             image_camera = camera.for_image(rgb.shape[:2])
         except DataError as exc:
             problem = str(exc)
-    depth = prediction.depth
-    out = _float_image(buffers, "depth", depth.shape)
-    # one pass into the message's buffer (the focal scaling's product, or a copy), then the range test
-    # in place: no intermediate array per frame
+    hw = prediction.hw
+    out = _float_image(buffers, "depth", hw)
+    model = prediction.model_depth
+    # focal scaling and the range test at the network's resolution, then one pass over the output's
+    # pixels: the bilinear resize written straight into the message's buffer (docs/PERFORMANCE.md).
+    # A pixel is NaN wherever a model pixel its interpolation reads is invalid: a depth blended
+    # with one outside [min_depth, max_depth] would be a flying pixel, not a measurement.
+    same_size = tuple(model.shape) == tuple(hw)
+    small = out.array if same_size else np.empty_like(model, dtype=np.float32)
     if settings.focal_scaling and image_camera is not None and settings.train_focal_px:
-        np.multiply(depth, np.float32(focal_scale(image_camera, settings.model_hw, settings.train_focal_px)),
-                    out=out.array)
+        np.multiply(model, np.float32(focal_scale(image_camera, settings.model_hw, settings.train_focal_px)),
+                    out=small)
     else:
-        np.copyto(out.array, depth)
-    clip_depth(out.array, settings.min_depth, settings.max_depth, out=out.array)
+        np.copyto(small, model)
+    clip_depth(small, settings.min_depth, settings.max_depth, out=small)
+    if not same_size:
+        resized = cv2.resize(small, (hw[1], hw[0]), dst=out.array, interpolation=cv2.INTER_LINEAR)
+        if not np.shares_memory(resized, out.array):  # OpenCV allocated instead of writing in place
+            np.copyto(out.array, resized)
+    depth = out.array
     # scaled from the calibration itself, not from the frame's camera: one rounding, as the K
     # of depth/camera_info has always been computed
     depth_camera = camera.scaled(depth.shape) if image_camera is not None else None

@@ -82,35 +82,47 @@ def confidence_from_uncertainty(rel_unc: np.ndarray | torch.Tensor) -> np.ndarra
 
 @dataclass
 class DepthResult:
-    """One frame's prediction. Depth is ready at once; uncertainty and confidence are resized to the
-    output size on first access, so a node can publish depth before paying for them."""
+    """One frame's prediction, held at the network's resolution; depth, uncertainty and confidence at
+    the output size are resized on first access. Why: a node writes the published depth straight
+    from ``model_depth`` into its message buffer in one pass (``geometry.postprocess.publishable``),
+    so a full-size intermediate would be a wasted pass over every pixel of an HD frame."""
 
-    depth: np.ndarray  # HxW float32 metres
+    #: HxW float32 metres at the network's own resolution
+    model_depth: np.ndarray
     #: relative spread (std / depth) at the network's own resolution
     model_uncertainty: np.ndarray
+    #: (h, w) the outputs are wanted at (the input frame's); None: the network's own
+    output_hw: tuple[int, int] | None = None
     #: seconds spent in preprocess / forward (to host memory) / postprocess, for diagnostics
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(h, w) of depth, uncertainty and confidence."""
+        return tuple(self.output_hw) if self.output_hw is not None else self.model_depth.shape[:2]
+
+    @functools.cached_property
+    def depth(self) -> np.ndarray:
+        """HxW float32 metres at the output size (bilinear from the network's)."""
+        return resize_depth(self.model_depth, self.hw)
+
     @functools.cached_property
     def uncertainty(self) -> np.ndarray:
-        """HxW float32 relative spread (std / depth), at the depth's size."""
-        unc = self.model_uncertainty
-        if unc.shape != self.depth.shape:
-            unc = cv2.resize(unc, (self.depth.shape[1], self.depth.shape[0]), interpolation=cv2.INTER_LINEAR)
-        return unc.astype(np.float32, copy=False)
+        """HxW float32 relative spread (std / depth), at the output size."""
+        return resize_depth(self.model_uncertainty, self.hw)
 
     @functools.cached_property
     def confidence(self) -> np.ndarray:
-        """HxW float32 in 0..1, at the depth's size."""
+        """HxW float32 in 0..1, at the output size."""
         return confidence_from_uncertainty(self.uncertainty)
 
 
 def to_depth_result(depth: np.ndarray, unc: np.ndarray, input_hw: tuple[int, int],
                     output_size: Literal["input", "model"], timings: dict[str, float]) -> DepthResult:
-    """The network's (h, w) depth and uncertainty as a DepthResult, depth upsampled to the input
-    frame's size for ``output_size`` "input"; ``timings`` gets the postprocess time."""
+    """The network's (h, w) depth and uncertainty as a DepthResult wanted at the input frame's size
+    for ``output_size`` "input" (resized when read); ``timings`` gets the postprocess time."""
     t = time.perf_counter()
-    if output_size == "input":
-        depth = resize_depth(depth, input_hw)
+    result = DepthResult(depth.astype(np.float32, copy=False), unc.astype(np.float32, copy=False),
+                         tuple(input_hw) if output_size == "input" else None, timings)
     timings["postprocess"] = time.perf_counter() - t
-    return DepthResult(depth.astype(np.float32, copy=False), unc.astype(np.float32, copy=False), timings)
+    return result

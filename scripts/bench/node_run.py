@@ -14,7 +14,6 @@ from pathlib import Path
 from . import ROOT
 from .common import FRAME_HW, pct, test_frame
 
-
 _RUNS = itertools.count()  # numbers each NodeRun of this process: its own namespace and client name
 
 
