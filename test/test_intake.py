@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from depth_node_harness import camera_K, image_msg, info_msg, rgb_frame, wait_for
 from moadepth_ros.node.intake import MAX_SKIPPED, arrival_time, frames_since
 from moadepth_ros.node.pacing import FramePacer
 
 pytest_plugins = ["depth_node_harness"]  # its fixtures: ros, running
+pytestmark = pytest.mark.ros
 
 
 def test_frames_since_counts_the_camera_frames_between_two_taken_images():
@@ -41,6 +44,7 @@ def test_pacer_learns_the_camera_period_from_every_third_frame():
     assert abs(p.period() - 0.1 / 3) < 1e-9
 
 
+@pytest.mark.slow  # starts a node
 def test_no_image_is_taken_while_the_network_runs_then_the_newest_is(running):
     node, client = running()
     cam = node.camera()
