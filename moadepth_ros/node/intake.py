@@ -45,10 +45,6 @@ class IntakeGate(MutuallyExclusiveCallbackGroup):
     def can_execute(self, entity: Any) -> bool:
         return self._closed == 0 and super().can_execute(entity)
 
-    @property
-    def is_open(self) -> bool:
-        return self._closed == 0
-
     @contextmanager
     def closed(self) -> Iterator[None]:
         """Closed for the duration of the block (the network's forward); reopened and the executor woken after."""
